@@ -1,0 +1,160 @@
+/**
+ * One error base class for all of spofless. Every error carries a stable `code` (`SPOF_ERR_*`), an
+ * optional `cause`, and a `retryable` flag that retry policies filter on. `instanceof` checks and the
+ * `isSpoflessError` guard work across two copies of the package (a brand from `Symbol.for`, as undici
+ * does), so an error thrown by one copy is recognised by another.
+ *
+ * @example
+ * ```ts
+ * import { isSpoflessError, ErrorCode } from 'spofless/errors';
+ * try { await breaker.execute(call); }
+ * catch (err) { if (isSpoflessError(err, ErrorCode.BrokenCircuit)) return cached; throw err; }
+ * ```
+ */
+
+/** The stable error codes. New modules add theirs here so that codes never collide. */
+export const ErrorCode = {
+  InvalidOption: 'SPOF_ERR_INVALID_OPTION',
+  InvalidArgument: 'SPOF_ERR_INVALID_ARGUMENT',
+  BrokenCircuit: 'SPOF_ERR_BROKEN_CIRCUIT',
+  IsolatedCircuit: 'SPOF_ERR_ISOLATED_CIRCUIT',
+  Timeout: 'SPOF_ERR_TIMEOUT',
+  Aborted: 'SPOF_ERR_ABORTED',
+  BulkheadRejected: 'SPOF_ERR_BULKHEAD_REJECTED',
+  RetryBudgetExhausted: 'SPOF_ERR_RETRY_BUDGET_EXHAUSTED',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+const BRAND: unique symbol = Symbol.for('spofless.error') as never;
+
+export interface SpoflessErrorOptions {
+  readonly cause?: unknown;
+  readonly retryable?: boolean;
+}
+
+/** The base of every error spofless throws. Subclasses set a static `code`. */
+export class SpoflessError extends Error {
+  /** The code every instance of this class carries; `undefined` on the base class. */
+  static readonly code: string | undefined = undefined;
+  readonly code: string;
+  readonly retryable: boolean;
+  declare readonly [BRAND]: true;
+
+  constructor(code: string, message: string, options: SpoflessErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+  }
+
+  override get name(): string {
+    return this.constructor.name;
+  }
+
+  /** Works across package copies: checks the shared brand and, for subclasses, the code. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (!hasBrand(value)) return false;
+    const code = (this as { code?: string | undefined }).code;
+    return code === undefined || value.code === code;
+  }
+
+  toJSON(): { name: string; code: string; message: string; retryable: boolean } {
+    return { name: this.name, code: this.code, message: this.message, retryable: this.retryable };
+  }
+}
+Object.defineProperty(SpoflessError.prototype, BRAND, { value: true, enumerable: false });
+
+function hasBrand(value: unknown): value is SpoflessError {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/**
+ * True when `value` is a spofless error (from any copy of the package), optionally with the given code.
+ */
+export function isSpoflessError(value: unknown, code?: string): value is SpoflessError {
+  return hasBrand(value) && (code === undefined || value.code === code);
+}
+
+/** An option or argument given to a constructor or function was not acceptable. */
+export class InvalidOptionError extends SpoflessError {
+  static override readonly code = ErrorCode.InvalidOption;
+  /** The option's name, e.g. `failureRateThreshold`. */
+  readonly option: string;
+  constructor(owner: string, option: string, value: unknown, expected: string) {
+    super(ErrorCode.InvalidOption, `${owner}: option "${option}" must be ${expected}; got ${describe(value)}`);
+    this.option = option;
+  }
+}
+
+/** An argument at a call site (not a constructor option) was not acceptable. */
+export class InvalidArgumentError extends SpoflessError {
+  static override readonly code = ErrorCode.InvalidArgument;
+  constructor(message: string, options: SpoflessErrorOptions = {}) {
+    super(ErrorCode.InvalidArgument, message, options);
+  }
+}
+
+/** A call was refused because its circuit is open (or half-open with all probes taken). */
+export class BrokenCircuitError extends SpoflessError {
+  static override readonly code = ErrorCode.BrokenCircuit;
+  constructor(message = 'circuit is open: the call was not made', options: SpoflessErrorOptions = {}) {
+    super(ErrorCode.BrokenCircuit, message, options);
+  }
+}
+
+/** A call was refused because its circuit was isolated (forced open) by an operator. */
+export class IsolatedCircuitError extends SpoflessError {
+  static override readonly code = ErrorCode.IsolatedCircuit;
+  constructor(message = 'circuit is isolated: the call was not made') {
+    super(ErrorCode.IsolatedCircuit, message);
+  }
+}
+
+/** A call did not finish within its time budget. Retryable: another attempt may be faster. */
+export class TimeoutError extends SpoflessError {
+  static override readonly code = ErrorCode.Timeout;
+  constructor(message: string, options: SpoflessErrorOptions = {}) {
+    super(ErrorCode.Timeout, message, { retryable: true, ...options });
+  }
+}
+
+/** The caller aborted the call through its `AbortSignal`. Never retried. */
+export class AbortedError extends SpoflessError {
+  static override readonly code = ErrorCode.Aborted;
+  constructor(message = 'the operation was aborted', options: SpoflessErrorOptions = {}) {
+    super(ErrorCode.Aborted, message, options);
+  }
+}
+
+/** A bulkhead had no free slot and no room in its queue. */
+export class BulkheadRejectedError extends SpoflessError {
+  static override readonly code = ErrorCode.BulkheadRejected;
+  constructor(readonly maxConcurrent: number, readonly maxQueue: number) {
+    super(
+      ErrorCode.BulkheadRejected,
+      `bulkhead is full: ${maxConcurrent} calls running and ${maxQueue} queued`,
+      { retryable: true },
+    );
+  }
+}
+
+/** A retry was wanted but the retry budget had no token left. `cause` is the last attempt's error. */
+export class RetryBudgetExhaustedError extends SpoflessError {
+  static override readonly code = ErrorCode.RetryBudgetExhausted;
+  constructor(cause: unknown) {
+    super(ErrorCode.RetryBudgetExhausted, 'retry budget exhausted: the call failed and was not retried', { cause });
+  }
+}
+
+/** Renders a bad value for an error message: short, and never throws. */
+export function describe(value: unknown): string {
+  if (typeof value === 'function') return 'a function';
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? `${value.slice(0, 77)}...` : value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (value === null || typeof value !== 'object') return String(value);
+  try {
+    const s = JSON.stringify(value);
+    return s.length > 80 ? `${s.slice(0, 77)}...` : s;
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
