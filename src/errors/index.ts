@@ -22,6 +22,12 @@ export const ErrorCode = {
   Aborted: 'SPOF_ERR_ABORTED',
   BulkheadRejected: 'SPOF_ERR_BULKHEAD_REJECTED',
   RetryBudgetExhausted: 'SPOF_ERR_RETRY_BUDGET_EXHAUSTED',
+  StoreCompacted: 'SPOF_ERR_STORE_COMPACTED',
+  StoreFutureRevision: 'SPOF_ERR_STORE_FUTURE_REVISION',
+  StoreInvalidKey: 'SPOF_ERR_STORE_INVALID_KEY',
+  StoreValueTooLarge: 'SPOF_ERR_STORE_VALUE_TOO_LARGE',
+  StoreLeaseNotFound: 'SPOF_ERR_STORE_LEASE_NOT_FOUND',
+  StoreClosed: 'SPOF_ERR_STORE_CLOSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -142,6 +148,79 @@ export class RetryBudgetExhaustedError extends SpoflessError {
   static override readonly code = ErrorCode.RetryBudgetExhausted;
   constructor(cause: unknown) {
     super(ErrorCode.RetryBudgetExhausted, 'retry budget exhausted: the call failed and was not retried', { cause });
+  }
+}
+
+/**
+ * A read or watch asked for a revision that compaction has removed. The consumer re-lists (a range at
+ * the current revision) and watches again from the revision after that list.
+ */
+export class CompactedError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreCompacted;
+  constructor(
+    /** The revision that was asked for. */
+    readonly requestedRevision: number,
+    /** The oldest revision still held: reads and watches from here on succeed. */
+    readonly compactRevision: number,
+  ) {
+    super(
+      ErrorCode.StoreCompacted,
+      `revision ${requestedRevision} has been compacted: the oldest revision still held is ${compactRevision}; re-list and watch from there`,
+    );
+  }
+}
+
+/** A read asked for a revision the store has not reached yet. */
+export class FutureRevisionError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreFutureRevision;
+  constructor(
+    readonly requestedRevision: number,
+    readonly currentRevision: number,
+  ) {
+    super(
+      ErrorCode.StoreFutureRevision,
+      `revision ${requestedRevision} is in the future: the store is at revision ${currentRevision}`,
+      { retryable: true },
+    );
+  }
+}
+
+/** A key was empty, too long or not bytes/text. Nothing was written. */
+export class InvalidKeyError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreInvalidKey;
+  constructor(key: unknown, expected: string) {
+    super(ErrorCode.StoreInvalidKey, `invalid key ${describe(key)}: expected ${expected}`);
+  }
+}
+
+/** A value was larger than the store accepts. Nothing was written. */
+export class ValueTooLargeError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreValueTooLarge;
+  constructor(
+    readonly key: string,
+    readonly size: number,
+    readonly limit: number,
+  ) {
+    super(
+      ErrorCode.StoreValueTooLarge,
+      `value for key ${describe(key)} is ${size} bytes: expected at most ${limit} bytes`,
+    );
+  }
+}
+
+/** A lease id named by a call does not exist (never granted, revoked, or expired). */
+export class LeaseNotFoundError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreLeaseNotFound;
+  constructor(readonly lease: string) {
+    super(ErrorCode.StoreLeaseNotFound, `lease ${lease} not found: it was never granted, or was revoked, or expired`);
+  }
+}
+
+/** The store was closed: the call was not made, or the watch ended. */
+export class StoreClosedError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreClosed;
+  constructor(message = 'the store is closed') {
+    super(ErrorCode.StoreClosed, message);
   }
 }
 
