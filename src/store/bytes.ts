@@ -42,7 +42,9 @@ export function prefixEnd(prefix: Bytes): Bytes | undefined {
   for (let i = prefix.length - 1; i >= 0; i--) {
     const b = prefix[i]!;
     if (b < 0xff) {
-      const end = prefix.slice(0, i + 1);
+      // A copy: Buffer#slice would share memory with the caller's prefix.
+      const end = new Uint8Array(i + 1);
+      end.set(prefix.subarray(0, i + 1));
       end[i] = b + 1;
       return end;
     }

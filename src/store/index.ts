@@ -40,3 +40,14 @@ export type {
   WatchResponse,
 } from './types.js';
 export { bytes, compareBytes, prefixEnd, text } from './bytes.js';
+export { SqliteStore } from './sqlite.js';
+export type { CompactionOptions, SqliteStoreOptions, SqliteStoreStats, StoreClock } from './sqlite.js';
+export { MAX_KEY_BYTES, MAX_LEASE_TTL, MAX_TXN_OPS, MAX_VALUE_BYTES, MIN_LEASE_TTL } from './validate.js';
+export {
+  CompactedError,
+  FutureRevisionError,
+  InvalidKeyError,
+  LeaseNotFoundError,
+  StoreClosedError,
+  ValueTooLargeError,
+} from '../errors/index.js';
