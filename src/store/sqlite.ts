@@ -499,11 +499,11 @@ export class SqliteStore implements Store {
     return res.prevKv === undefined ? { revision: r.revision } : { revision: r.revision, prevKv: res.prevKv };
   }
 
-  delete(key: BytesInput, options: DeleteOptions = {}): Promise<DeleteResult> {
+  async delete(key: BytesInput, options: DeleteOptions = {}): Promise<DeleteResult> {
     return this.#deleteOp(checkKey(key), false, options);
   }
 
-  deletePrefix(prefix: BytesInput, options: DeleteOptions = {}): Promise<DeleteResult> {
+  async deletePrefix(prefix: BytesInput, options: DeleteOptions = {}): Promise<DeleteResult> {
     return this.#deleteOp(checkPrefix(prefix), true, options);
   }
 
