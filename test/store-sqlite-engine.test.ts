@@ -143,6 +143,19 @@ test('durability: every acknowledged put survives SIGKILL of the writing process
   assert.equal(expect, store.revision + 1);
 });
 
+test('a write aborted while queued is not applied; one committed before the abort stands', async (t) => {
+  const store = await openStore(t, { path: join(tempDir(t), 's.db') });
+  const ac = new AbortController();
+  const queued = store.put('/abort/a', 'v', { signal: ac.signal });
+  ac.abort(); // same turn: the group commit has not run yet
+  await assert.rejects(queued, (e) => isSpoflessError(e, ErrorCode.Aborted) && /not applied/.test(e.message));
+  assert.equal(await store.get('/abort/a'), undefined);
+  const late = new AbortController();
+  const done = await store.put('/abort/b', 'v', { signal: late.signal });
+  late.abort();
+  assert.equal((await store.get('/abort/b'))?.modRevision, done.revision);
+});
+
 test('durability settings: WAL journal on disk, and a second opener is locked out', async (t) => {
   const dir = tempDir(t);
   const path = join(dir, 's.db');

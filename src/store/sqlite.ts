@@ -397,6 +397,9 @@ export class SqliteStore implements Store {
       const mode = db.pragma('journal_mode = WAL', { simple: true });
       if (mode !== 'wal') throw new Error(`SQLite refused WAL mode for ${options.path} (journal_mode is ${String(mode)})`);
       db.pragma('synchronous = FULL');
+      // Read both back: a write is acknowledged as durable on the strength of these two settings.
+      const sync = db.pragma('synchronous', { simple: true });
+      if (sync !== 2) throw new Error(`SQLite refused synchronous=FULL for ${options.path} (synchronous is ${String(sync)})`);
       db.exec(SCHEMA);
       const version = db.pragma('user_version', { simple: true });
       if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);

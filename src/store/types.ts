@@ -299,7 +299,10 @@ export interface Store {
   /** The lease's remaining time, or `undefined` when it is gone. */
   leaseTimeToLive(lease: LeaseId, options?: LeaseTimeToLiveOptions): Promise<LeaseInfo | undefined>;
 
-  /** Watches a key, or a prefix with `{ prefix: true }`. Synchronous: the watch exists on return. */
+  /**
+   * Watches a key, or a prefix with `{ prefix: true }`. Synchronous: the watch exists on return, and an
+   * invalid key or option throws at once (`InvalidKeyError`, `InvalidArgumentError`).
+   */
   watch(key: BytesInput, options?: WatchOptions): Watch;
 
   /**
