@@ -428,7 +428,7 @@ export class CircuitBreaker<F = never> {
     try {
       p = fn(signal === undefined ? DEFAULT_CONTEXT : ({ signal } satisfies PolicyContext));
     } catch (error) {
-      return Promise.reject(error as Error);
+      return Promise.reject(error);
     }
     // A native promise is used as is; a foreign thenable or a plain value is adopted into one.
     return p instanceof Promise ? (p as Promise<T>) : Promise.resolve(p);
@@ -511,16 +511,16 @@ export class CircuitBreaker<F = never> {
     }
     const w = this.#window;
     w.record(now, failed, slow);
-    if (st.value === 'closed') this.#judge(now);
+    if (st.value === 'closed') this.#judge();
   }
 
   /** Opens the circuit if the window's rates say so. */
-  #judge(now: number): void {
+  #judge(): void {
     const w = this.#window;
     const o = this.#o;
     if (w.calls < o.minimumCalls) return;
-    if (w.failures >= o.failureRateThreshold * w.calls) this.#open(now, 0, 'failure-rate');
-    else if (w.slow > 0 && w.slow >= o.slowCallRateThreshold * w.calls) this.#open(now, 0, 'slow-call-rate');
+    if (w.failures >= o.failureRateThreshold * w.calls) this.#open(0, 'failure-rate');
+    else if (w.slow > 0 && w.slow >= o.slowCallRateThreshold * w.calls) this.#open(0, 'slow-call-rate');
   }
 
   /** Counts calls running past slowCallDuration as slow, once, without waiting for them to settle. */
@@ -541,12 +541,14 @@ export class CircuitBreaker<F = never> {
     if (drop > 0) live.splice(0, drop);
     if (counted > 0 && this.#state.value !== 'half-open') {
       this.#window.record(now, false, true, counted);
-      if (this.#state.value === 'closed') this.#judge(now);
+      if (this.#state.value === 'closed') this.#judge();
     }
   }
 
-  #open(now: number, attempt: number, reason: StateChangeEvent['reason']): void {
+  #open(attempt: number, reason: StateChangeEvent['reason']): void {
     const o = this.#o;
+    // Read here, not passed in: the settle path skips the clock when nothing else needs it.
+    const now = o.clock.now();
     const openFor = Math.min(o.openMax, o.openInitial * o.openMultiplier ** attempt);
     this.#transition({ value: 'open', openedAt: now, openFor, attempt, error: undefined, result: undefined }, reason);
   }
@@ -611,9 +613,7 @@ export class CircuitBreaker<F = never> {
     const failBar = o.failureRateThreshold * n;
     const slowBar = Number.isFinite(o.slowCallDuration) ? o.slowCallRateThreshold * n : Infinity;
     const left = n - st.done;
-    const now = o.clock.now();
-    if (st.failures >= failBar) this.#open(now, st.attempt + 1, 'probes-failed');
-    else if (st.slow >= slowBar) this.#open(now, st.attempt + 1, 'probes-failed');
+    if (st.failures >= failBar || st.slow >= slowBar) this.#open(st.attempt + 1, 'probes-failed');
     else if (st.failures + left < failBar && st.slow + left < slowBar) this.#transition(CLOSED, 'probes-passed');
   }
 

@@ -150,7 +150,7 @@ export class BreakerGroup<F = never> {
     }
     this.#requeue(secondChance);
     // Nothing idle and cold: take the oldest idle closed one, else simply the oldest (the bound wins).
-    const victim = fallback ?? (this.#map.entries().next().value as [string, Entry<F>] | undefined);
+    const victim = fallback ?? (this.#map.entries().next().value);
     if (victim !== undefined) this.#drop(victim[0], victim[1]);
   }
 
