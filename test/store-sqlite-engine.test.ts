@@ -299,7 +299,7 @@ test('compaction: keep the last T minutes', async (t) => {
 });
 
 test('options are checked when the store opens', async () => {
-  for (const bad of [{ path: '' }, { path: 'x', compaction: { keepRevisions: 0 } }, { path: 'x', compaction: {} }, { path: 'x', maxWatchBuffer: -1 }]) {
+  for (const bad of [{ path: '' }, { path: '/nonexistent-dir/x/store.db' }, { path: 'x', compaction: { keepRevisions: 0 } }, { path: 'x', compaction: {} }, { path: 'x', maxWatchBuffer: -1 }]) {
     await assert.rejects(SqliteStore.open(bad), (e) => isSpoflessError(e, ErrorCode.InvalidOption));
   }
 });

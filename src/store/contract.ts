@@ -522,21 +522,25 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
           }
         }));
 
-      test('a key watch sees that key only; without prevKv no previous state', () =>
+      test('a key watch sees that key only, in history and live; without prevKv no previous state', () =>
         withStore(async ({ store }, p) => {
           const start = (await store.range(p)).revision + 1;
+          await store.put(`${p}k/child`, 'no');
+          const a = await store.put(`${p}k`, 'v1');
+          await store.put(`${p}kk`, 'no');
           const watch = store.watch(`${p}k`, { startRevision: start });
           try {
-            await store.put(`${p}k/child`, 'no');
-            await store.put(`${p}kk`, 'no');
-            const a = await store.put(`${p}k`, 'v1');
             const b = await store.put(`${p}k`, 'v2');
-            const events = await collect(watch, (e) => e.length >= 2);
-            assert.deepEqual(events.map((e) => [text(e.kv.key), e.kv.modRevision]), [
-              [`${p}k`, a.revision],
-              [`${p}k`, b.revision],
+            await store.put(`${p}k0`, 'no');
+            const c = await store.delete(`${p}k`);
+            const events = await collect(watch, (e) => e.length >= 3);
+            assert.deepEqual(events.map((e) => [e.type, text(e.kv.key), e.kv.modRevision]), [
+              ['put', `${p}k`, a.revision],
+              ['put', `${p}k`, b.revision],
+              ['delete', `${p}k`, c.revision],
             ]);
             assert.equal(events[1]?.prevKv, undefined);
+            assert.equal(events[2]?.prevKv, undefined);
           } finally {
             watch.close();
           }

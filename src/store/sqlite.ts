@@ -390,7 +390,16 @@ export class SqliteStore implements Store {
     this.#compaction = options.compaction === false ? undefined : (options.compaction ?? { keepRevisions: DEFAULT_KEEP_REVISIONS });
     this.#maxWatchBuffer = options.maxWatchBuffer ?? 10_000;
 
-    const db = new Database(options.path, { timeout: 1000 });
+    let db: Database.Database;
+    try {
+      db = new Database(options.path, { timeout: 1000 });
+    } catch (err) {
+      throw new SpoflessError(
+        ErrorCode.InvalidOption,
+        `SqliteStore: option "path" must be a file SQLite can create or open in an existing, writable directory; got ${JSON.stringify(options.path)}`,
+        { cause: err },
+      );
+    }
     try {
       // EXCLUSIVE before the first WAL access: no shared-memory index, and no second writer.
       db.pragma('locking_mode = EXCLUSIVE');
