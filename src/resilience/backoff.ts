@@ -16,7 +16,15 @@
  */
 import { InvalidOptionError } from '../errors/index.js';
 
-/** A source of random numbers in [0, 1), like `Math.random`; inject a fixed one in tests. */
+/**
+ * A source of random numbers in [0, 1), like `Math.random`; inject a fixed one in tests.
+ *
+ * @example
+ * ```ts
+ * const half: RandomSource = () => 0.5;
+ * fullJitterBackoff({ base: 100, random: half }).delay(0, 0); // 50
+ * ```
+ */
 export type RandomSource = () => number;
 
 /**
@@ -52,7 +60,14 @@ export function constantBackoff(delay: number): Backoff {
   return Object.freeze({ delay: () => delay });
 }
 
-/** Options of {@link exponentialBackoff}. */
+/**
+ * Options of {@link exponentialBackoff}.
+ *
+ * @example
+ * ```ts
+ * const options: ExponentialBackoffOptions = { initial: 50, factor: 3, cap: 5_000 };
+ * ```
+ */
 export interface ExponentialBackoffOptions {
   /** The first wait, in ms. Default 100. */
   readonly initial?: number;
@@ -81,7 +96,14 @@ export function exponentialBackoff(options: ExponentialBackoffOptions = {}): Bac
   return Object.freeze({ delay: (retry: number) => exponential(initial, factor, cap, retry) });
 }
 
-/** Options of the jittered strategies. */
+/**
+ * Options of the jittered strategies.
+ *
+ * @example
+ * ```ts
+ * const options: JitterBackoffOptions = { base: 100, cap: 2_000, random: seededRandom(42) };
+ * ```
+ */
 export interface JitterBackoffOptions {
   /** The base wait, in ms. Default 100. */
   readonly base?: number;

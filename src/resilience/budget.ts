@@ -27,7 +27,15 @@
 import { InvalidOptionError } from '../errors/index.js';
 import { coarseClock, type Clock } from './clock.js';
 
-/** Options of {@link RetryBudget}. */
+/**
+ * Options of {@link RetryBudget}.
+ *
+ * @example
+ * ```ts
+ * // Retries may add 10% to the load, and at least 2 a second whatever the traffic.
+ * const options: RetryBudgetOptions = { ratio: 0.1, minRetriesPerSecond: 2, maxTokens: 50 };
+ * ```
+ */
 export interface RetryBudgetOptions {
   /** The share of calls that may be retried, e.g. 0.2 for one retry per five calls. Default 0.2. */
   readonly ratio?: number;

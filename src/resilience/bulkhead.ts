@@ -19,7 +19,14 @@ import { Emitter, type Disposable } from './events.js';
 import { DEFAULT_CONTEXT, NEVER_ABORTED, type Operation, type Policy } from './policy.js';
 import { errorForAbort } from './timeout.js';
 
-/** Options of {@link Bulkhead}. */
+/**
+ * Options of {@link Bulkhead}.
+ *
+ * @example
+ * ```ts
+ * const options: BulkheadOptions = { maxConcurrent: 8, maxQueue: 32 };
+ * ```
+ */
 export interface BulkheadOptions {
   /** Calls that may run at once: an integer >= 1. */
   readonly maxConcurrent: number;
@@ -27,7 +34,14 @@ export interface BulkheadOptions {
   readonly maxQueue?: number;
 }
 
-/** Emitted when the bulkhead refuses a call. */
+/**
+ * Emitted when the bulkhead refuses a call.
+ *
+ * @example
+ * ```ts
+ * bulkhead.onReject(({ executing, queued }: BulkheadRejectEvent) => log.warn({ executing, queued }, 'bulkhead full'));
+ * ```
+ */
 export interface BulkheadRejectEvent {
   /** Calls running at the time (always `maxConcurrent`). */
   readonly executing: number;

@@ -44,13 +44,27 @@ import { Emitter, type Disposable } from './events.js';
 import { NEVER_ABORTED, type Operation, type Policy, type PolicyContext, type Result } from './policy.js';
 import { MAX_TIMER_DELAY, errorForAbort, remainingTime } from './timeout.js';
 
-/** What a retry policy hands its operation: the caller's signal and which attempt this is. */
+/**
+ * What a retry policy hands its operation: the caller's signal and which attempt this is.
+ *
+ * @example
+ * ```ts
+ * await retry.execute(({ signal, attempt }: RetryContext) => fetch(url, { signal, headers: { 'x-retry': `${attempt}` } }));
+ * ```
+ */
 export interface RetryContext extends PolicyContext {
   /** 0 for the first attempt, 1 for the first retry, and so on. */
   readonly attempt: number;
 }
 
-/** Options of {@link RetryPolicy}. */
+/**
+ * Options of {@link RetryPolicy}.
+ *
+ * @example
+ * ```ts
+ * const options: RetryOptions = { maxAttempts: 5, backoff: fullJitterBackoff({ base: 50 }), maxDelay: 5_000 };
+ * ```
+ */
 export interface RetryOptions {
   /** Attempts in all, the first included: an integer >= 1, or `Infinity`. Default 3. */
   readonly maxAttempts?: number;
@@ -70,7 +84,16 @@ export interface RetryOptions {
   readonly unref?: boolean;
 }
 
-/** Emitted before each retry. */
+/**
+ * Emitted before each retry.
+ *
+ * @example
+ * ```ts
+ * retry.onRetry(({ attempt, delay, outcome }: RetryEvent) => {
+ *   log.warn({ attempt, delay, error: outcome.ok ? undefined : outcome.error }, 'retrying');
+ * });
+ * ```
+ */
 export interface RetryEvent {
   /** The attempt that failed (0-based). */
   readonly attempt: number;
@@ -80,10 +103,25 @@ export interface RetryEvent {
   readonly outcome: Result<unknown>;
 }
 
-/** Why a retry policy stopped retrying a failing call. */
+/**
+ * Why a retry policy stopped retrying a failing call: attempts used up, no time left before the
+ * deadline, or the retry budget refused.
+ *
+ * @example
+ * ```ts
+ * retry.onGiveUp(({ reason }) => metrics.increment('retry.gave_up', { reason: reason satisfies GiveUpReason }));
+ * ```
+ */
 export type GiveUpReason = 'attempts' | 'deadline' | 'budget';
 
-/** Emitted when a call fails for good although its failure was retryable. */
+/**
+ * Emitted when a call fails for good although its failure was retryable.
+ *
+ * @example
+ * ```ts
+ * retry.onGiveUp(({ reason, attempts }: GiveUpEvent) => log.error(`gave up after ${attempts} attempts (${reason})`));
+ * ```
+ */
 export interface GiveUpEvent {
   readonly reason: GiveUpReason;
   /** Attempts made. */
@@ -258,7 +296,7 @@ export class RetryPolicy implements Policy<RetryContext> {
       }
       this.#onRetry.emit({ attempt, delay, outcome });
       if (delay > 0) await sleep(delay, signal, this.#unref);
-      // A listener of onRetry may have aborted the signal; a zero delay does not look.
+      // An onRetry listener may have aborted the signal: sleep() would notice, so look when not sleeping.
       else if (signal.aborted) throw errorForAbort(signal);
     }
   }

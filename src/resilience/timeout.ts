@@ -37,7 +37,14 @@ import { preciseClock, type Clock } from './clock.js';
 import { Emitter, type Disposable } from './events.js';
 import { NEVER_ABORTED, type Operation, type Policy } from './policy.js';
 
-/** The longest delay `setTimeout` honours (2^31 - 1 ms); Node fires longer ones after 1 ms instead. */
+/**
+ * The longest delay `setTimeout` honours (2^31 - 1 ms); Node fires longer ones after 1 ms instead.
+ *
+ * @example
+ * ```ts
+ * new TimeoutPolicy({ duration: MAX_TIMER_DELAY }); // about 24.8 days: the longest allowed
+ * ```
+ */
 export const MAX_TIMER_DELAY = 2_147_483_647;
 
 interface DeadlineRecord {
@@ -97,7 +104,14 @@ export function errorForAbort(signal: AbortSignal): SpoflessError {
   return new AbortedError('the operation was aborted by its caller', { cause: reason });
 }
 
-/** Options of {@link Deadline}. */
+/**
+ * Options of {@link Deadline}.
+ *
+ * @example
+ * ```ts
+ * const options: DeadlineOptions = { signal: req.signal, clock: preciseClock, unref: false };
+ * ```
+ */
 export interface DeadlineOptions {
   /** A parent signal: the deadline's signal aborts when it does, and never outlives its deadline. */
   readonly signal?: AbortSignal;
@@ -194,7 +208,14 @@ export class Deadline implements Disposable {
   }
 }
 
-/** Options of {@link TimeoutPolicy}. */
+/**
+ * Options of {@link TimeoutPolicy}.
+ *
+ * @example
+ * ```ts
+ * const options: TimeoutOptions = { duration: 250 };
+ * ```
+ */
 export interface TimeoutOptions {
   /** The time budget of each call, in ms: > 0 and at most 2^31 - 1. */
   readonly duration: number;
@@ -207,7 +228,14 @@ export interface TimeoutOptions {
   readonly unref?: boolean;
 }
 
-/** Emitted when a call runs out of time. */
+/**
+ * Emitted when a call runs out of time.
+ *
+ * @example
+ * ```ts
+ * timeout.onTimeout((event: TimeoutEvent) => log.warn(`gave up after ${event.duration} ms`));
+ * ```
+ */
 export interface TimeoutEvent {
   /** The budget the call had, in ms: the policy's duration or less when the caller's deadline was nearer. */
   readonly duration: number;
