@@ -428,6 +428,8 @@ export class CircuitBreaker<F = never> {
     try {
       p = fn(signal === undefined ? DEFAULT_CONTEXT : ({ signal } satisfies PolicyContext));
     } catch (error) {
+      // Whatever the operation threw is passed on untouched, Error or not.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
       return Promise.reject(error);
     }
     // A native promise is used as is; a foreign thenable or a plain value is adopted into one.
