@@ -28,6 +28,10 @@ export const ErrorCode = {
   StoreValueTooLarge: 'SPOF_ERR_STORE_VALUE_TOO_LARGE',
   StoreLeaseNotFound: 'SPOF_ERR_STORE_LEASE_NOT_FOUND',
   StoreClosed: 'SPOF_ERR_STORE_CLOSED',
+  ControlPlaneUnreachable: 'SPOF_ERR_CONTROL_PLANE_UNREACHABLE',
+  ControlPlaneResponse: 'SPOF_ERR_CONTROL_PLANE_RESPONSE',
+  NoInstanceAvailable: 'SPOF_ERR_NO_INSTANCE_AVAILABLE',
+  ClientClosed: 'SPOF_ERR_CLIENT_CLOSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -221,6 +225,65 @@ export class StoreClosedError extends SpoflessError {
   static override readonly code = ErrorCode.StoreClosed;
   constructor(message = 'the store is closed') {
     super(ErrorCode.StoreClosed, message);
+  }
+}
+
+/**
+ * No control-plane URL answered (connection refused, reset, timed out). Retryable: the control plane
+ * may be restarting. `urls` lists what was tried; `cause` is the last low-level error.
+ */
+export class ControlPlaneUnreachableError extends SpoflessError {
+  static override readonly code = ErrorCode.ControlPlaneUnreachable;
+  constructor(
+    readonly urls: readonly string[],
+    reason: string,
+    options: SpoflessErrorOptions = {},
+  ) {
+    super(
+      ErrorCode.ControlPlaneUnreachable,
+      `cannot reach the control plane at ${urls.join(', ')}: ${reason}`,
+      { retryable: true, ...options },
+    );
+  }
+}
+
+/**
+ * The control plane answered with an error. `code` is the server's own code (e.g.
+ * `SPOF_ERR_STORE_LEASE_NOT_FOUND`), or `SPOF_ERR_CONTROL_PLANE_RESPONSE` when the body carried none;
+ * `status` is the HTTP status and `details` the error object's other fields (e.g. `compactRevision`).
+ * Match on `code`: `instanceof ControlPlaneError` only says that the server sent it.
+ */
+export class ControlPlaneError extends SpoflessError {
+  readonly status: number;
+  readonly details: Readonly<Record<string, unknown>>;
+  constructor(status: number, code: string | undefined, message: string, details: Readonly<Record<string, unknown>> = {}) {
+    super(code ?? ErrorCode.ControlPlaneResponse, message, { retryable: status >= 500 || status === 429 });
+    this.status = status;
+    this.details = details;
+  }
+
+  /** Any spofless error carrying an HTTP `status` from the control plane. */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value) && typeof (value as { status?: unknown }).status === 'number';
+  }
+}
+
+/**
+ * A client-side balancer had no instance to send a call to: the list is empty, or every instance is
+ * draining, critical, open-circuited or already tried. Retryable: the list may change.
+ */
+export class NoInstanceAvailableError extends SpoflessError {
+  static override readonly code = ErrorCode.NoInstanceAvailable;
+  constructor(readonly service: string, reason: string, options: SpoflessErrorOptions = {}) {
+    super(ErrorCode.NoInstanceAvailable, `no instance of service ${describe(service)} available: ${reason}`, { retryable: true, ...options });
+  }
+}
+
+/** The client (or the discovery, watch or registration) was closed: the call was not made. */
+export class ClientClosedError extends SpoflessError {
+  static override readonly code = ErrorCode.ClientClosed;
+  constructor(message = 'the control-plane client is closed') {
+    super(ErrorCode.ClientClosed, message);
   }
 }
 
