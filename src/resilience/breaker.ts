@@ -245,6 +245,13 @@ export function normalizeBreakerOptions<F>(options: CircuitBreakerOptions<F> = {
   };
 }
 
+/**
+ * A cohort takes the calls starting within slowCallDuration / COHORT_SLICES of its first one, so a call's
+ * duration may be over-estimated by that much (1.6%), and at most COHORT_SLICES + 1 cohorts of a
+ * generation are ever waiting to be checked for overdue calls, however busy the breaker is.
+ */
+const COHORT_SLICES = 64;
+
 const CLOSED: State = Object.freeze({ value: 'closed' });
 const DISABLED: State = Object.freeze({ value: 'disabled' });
 
@@ -280,6 +287,8 @@ export class CircuitBreaker<F = never> {
   readonly #timed: boolean;
   /** Settling a call needs the clock (slow-call detection, or a time window to rotate). */
   readonly #needsTime: boolean;
+  /** Calls starting within this many ms of a cohort's first call join it: slowCallDuration / 64. */
+  readonly #quantum: number;
   #onState: Emitter<StateChangeEvent> | undefined;
   #onSuccess: Emitter<SuccessEvent> | undefined;
   #onFailure: Emitter<FailureEvent> | undefined;
@@ -292,6 +301,7 @@ export class CircuitBreaker<F = never> {
     this.#window = w.type === 'count' ? new CountWindow(w.size) : new TimeWindow(w.duration, w.buckets, now);
     this.#timed = Number.isFinite(this.#o.slowCallDuration);
     this.#needsTime = this.#timed || w.type === 'time';
+    this.#quantum = this.#timed ? this.#o.slowCallDuration / COHORT_SLICES : Infinity;
     const initial = isNormalized(options) ? undefined : options.initialState;
     if (initial !== undefined) this.#restore(initial, now);
   }
@@ -441,8 +451,8 @@ export class CircuitBreaker<F = never> {
     const c = this.#cohort;
     if (this.#timed) {
       const now = this.#o.clock.now();
-      if (c !== undefined && c.start === now && c.gen === this.#gen) return c;
-      // A new tick: the moment to notice calls that have been running too long.
+      if (c !== undefined && now - c.start < this.#quantum && c.gen === this.#gen) return c;
+      // A new cohort: the moment to notice calls that have been running too long.
       this.#countOverdue(now);
       if (this.#state.value !== 'closed' && this.#state.value !== 'disabled') return undefined;
       const fresh = this.#newCohort(now);
@@ -532,10 +542,12 @@ export class CircuitBreaker<F = never> {
     const limit = now - this.#o.slowCallDuration;
     let drop = 0;
     let counted = 0;
+    // Cohorts are in start order: stop at the first one not yet overdue. Overdue ones leave the list,
+    // counted if they still have calls in flight, so the scan costs what it drops.
     for (; drop < live.length; drop++) {
       const c = live[drop]!;
+      if (c.start > limit) break;
       if (c.inflight > 0 && !c.counted) {
-        if (c.start > limit) break;
         c.counted = true;
         counted += c.inflight;
       }
