@@ -32,6 +32,17 @@ export const ErrorCode = {
   ControlPlaneResponse: 'SPOF_ERR_CONTROL_PLANE_RESPONSE',
   NoInstanceAvailable: 'SPOF_ERR_NO_INSTANCE_AVAILABLE',
   ClientClosed: 'SPOF_ERR_CLIENT_CLOSED',
+  KeyNotFound: 'SPOF_ERR_KEY_NOT_FOUND',
+  InstanceNotFound: 'SPOF_ERR_CATALOG_INSTANCE_NOT_FOUND',
+  CatalogConflict: 'SPOF_ERR_CATALOG_CONFLICT',
+  WatchSlow: 'SPOF_ERR_WATCH_SLOW',
+  HttpBadJson: 'SPOF_ERR_HTTP_BAD_JSON',
+  HttpBodyTooLarge: 'SPOF_ERR_HTTP_BODY_TOO_LARGE',
+  HttpUnsupportedMediaType: 'SPOF_ERR_HTTP_UNSUPPORTED_MEDIA_TYPE',
+  HttpNotFound: 'SPOF_ERR_HTTP_NOT_FOUND',
+  HttpForbidden: 'SPOF_ERR_HTTP_FORBIDDEN',
+  HttpUnavailable: 'SPOF_ERR_HTTP_UNAVAILABLE',
+  HttpInternal: 'SPOF_ERR_HTTP_INTERNAL',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -284,6 +295,86 @@ export class ClientClosedError extends SpoflessError {
   static override readonly code = ErrorCode.ClientClosed;
   constructor(message = 'the control-plane client is closed') {
     super(ErrorCode.ClientClosed, message);
+  }
+}
+
+/** A read of one key found nothing (the HTTP API's 404 on `GET /v1/kv?key=`). */
+export class KeyNotFoundError extends SpoflessError {
+  static override readonly code = ErrorCode.KeyNotFound;
+  constructor(
+    readonly key: string,
+    /** The revision the read reflects. */
+    readonly revision: number,
+  ) {
+    super(ErrorCode.KeyNotFound, `key ${describe(key)} not found at revision ${revision}`);
+  }
+}
+
+/** A catalog call named an instance that is not registered (never, or deregistered, or its lease ended). */
+export class InstanceNotFoundError extends SpoflessError {
+  static override readonly code = ErrorCode.InstanceNotFound;
+  constructor(
+    readonly service: string,
+    readonly id: string,
+  ) {
+    super(
+      ErrorCode.InstanceNotFound,
+      `instance ${describe(id)} of service ${describe(service)} not found: it was never registered, or was deregistered, or its lease ended`,
+    );
+  }
+}
+
+/**
+ * A catalog compare-and-swap lost to concurrent writers of the same instance more times than it retries.
+ * Retryable: nothing was written, and a later attempt may win.
+ */
+export class CatalogConflictError extends SpoflessError {
+  static override readonly code = ErrorCode.CatalogConflict;
+  constructor(
+    readonly service: string,
+    readonly id: string,
+    attempts: number,
+  ) {
+    super(
+      ErrorCode.CatalogConflict,
+      `instance ${describe(id)} of service ${describe(service)} changed under ${attempts} attempts to update it: nothing was written; try again`,
+      { retryable: true },
+    );
+  }
+}
+
+/**
+ * A watch subscriber read its stream too slowly and was cut off rather than buffered without bound.
+ * Retryable: reconnect and resume from `resumeFrom` (every event before it was sent).
+ */
+export class WatchSlowError extends SpoflessError {
+  static override readonly code = ErrorCode.WatchSlow;
+  constructor(
+    readonly resumeFrom: number,
+    bufferedBytes: number,
+    limit: number,
+  ) {
+    super(
+      ErrorCode.WatchSlow,
+      `the watch subscriber had ${bufferedBytes} bytes unread (the limit is ${limit}): it was cut off; resume from revision ${resumeFrom}`,
+      { retryable: true },
+    );
+  }
+}
+
+/**
+ * A request the HTTP API refused at its edge (bad JSON, too large, wrong media type, unknown route,
+ * forbidden origin, server closing). `httpStatus` is the status the server answers with; nothing was
+ * written.
+ */
+export class HttpRequestError extends SpoflessError {
+  constructor(
+    code: ErrorCode,
+    readonly httpStatus: number,
+    message: string,
+    options: SpoflessErrorOptions = {},
+  ) {
+    super(code, message, { retryable: httpStatus === 503, ...options });
   }
 }
 
