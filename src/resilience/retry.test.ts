@@ -135,7 +135,7 @@ test('a Retry-After hint replaces the backoff, capped by maxDelay', async () => 
   const start = performance.now();
   assert.equal(await retry.execute(hinted.fn), 'ok');
   assert.deepEqual(delays, [5, 25]);
-  assert.ok(performance.now() - start < 1_000);
+  assert.ok(performance.now() - start < 5_000, 'neither the 10 s backoff nor the 60 s hint was waited');
 });
 
 test('a retryAfter option reads the hint from a failed result, e.g. a Retry-After header', async () => {
@@ -181,10 +181,10 @@ test('gives up at once when the wait would not end before the caller deadline', 
   const retry = new RetryPolicy({ backoff: constantBackoff(10) });
   const giveUps: GiveUpEvent[] = [];
   retry.onGiveUp((e) => giveUps.push(e));
-  const hinted = flaky(5, () => Object.assign(new Error('busy'), { retryAfterMs: 100 }));
+  const hinted = flaky(5, () => Object.assign(new Error('busy'), { retryAfterMs: 20_000 }));
   const start = performance.now();
   await assert.rejects(retry.execute(hinted.fn, deadline.signal), { message: 'busy' });
-  assert.ok(performance.now() - start < 50, 'no sleep into a certain timeout');
+  assert.ok(performance.now() - start < 5_000, 'no 20 s sleep into a certain timeout');
   assert.deepEqual(hinted.attempts, [0]);
   assert.deepEqual(
     giveUps.map((e) => [e.reason, e.attempts]),
@@ -197,13 +197,13 @@ test('gives up at once when the wait would not end before the caller deadline', 
 });
 
 test('an abort during the backoff sleep rejects at once, clears the timer and leaves no listener', async () => {
-  const retry = new RetryPolicy({ backoff: constantBackoff(5_000) });
+  const retry = new RetryPolicy({ backoff: constantBackoff(20_000) });
   const controller = new AbortController();
   const { fn, attempts } = flaky(5);
   retry.onRetry(() => setImmediate(() => controller.abort('stop')));
   const start = performance.now();
   await assert.rejects(retry.execute(fn, controller.signal), (err) => err instanceof AbortedError && err.cause === 'stop');
-  assert.ok(performance.now() - start < 1_000);
+  assert.ok(performance.now() - start < 5_000, 'the 20 s sleep was cut short');
   assert.deepEqual(attempts, [0]);
   assert.equal(getEventListeners(controller.signal, 'abort').length, 0);
 });

@@ -74,9 +74,9 @@ test('one signal flows through every policy: a caller abort reaches the operatio
 test('a timeout outside a retry is a deadline for all attempts; one inside bounds each attempt', async () => {
   const attempts: number[] = [];
   const policy = wrap(
-    new TimeoutPolicy({ duration: 80 }),
+    new TimeoutPolicy({ duration: 150 }),
     new RetryPolicy({ maxAttempts: Infinity, backoff: constantBackoff(1) }),
-    new TimeoutPolicy({ duration: 15 }),
+    new TimeoutPolicy({ duration: 10 }),
   );
   const start = performance.now();
   await assert.rejects(
@@ -87,14 +87,15 @@ test('a timeout outside a retry is a deadline for all attempts; one inside bound
     TimeoutError,
   );
   const took = performance.now() - start;
-  assert.ok(took >= 70 && took < 400, `took ${took} ms`);
-  assert.ok(attempts.length >= 3, `each attempt timed out on its own: ${attempts.length} attempts`);
+  assert.ok(took >= 140 && took < 5_000, `took ${took} ms`);
+  // 150 ms of deadline holds over ten 10 ms attempts; a loaded machine's late timers may allow fewer.
+  assert.ok(attempts.length >= 2, `each attempt timed out on its own: ${attempts.length} attempts`);
 });
 
 test('the retry gives up before the deadline when its wait would not fit, with the last error', async () => {
   let attempts = 0;
+  // Had the retry slept, the 50 ms timeout would have ended the call with a TimeoutError instead.
   const policy = wrap(new TimeoutPolicy({ duration: 50 }), new RetryPolicy({ maxAttempts: 10, backoff: constantBackoff(200) }));
-  const start = performance.now();
   await assert.rejects(
     policy.execute(() => {
       attempts++;
@@ -103,7 +104,6 @@ test('the retry gives up before the deadline when its wait would not fit, with t
     { message: 'unavailable' },
   );
   assert.equal(attempts, 1);
-  assert.ok(performance.now() - start < 40, 'no sleep past the deadline');
 });
 
 test('a retry never retries into an open circuit', async () => {
