@@ -25,6 +25,41 @@ export type { Disposable } from './events.js';
 export { DEFAULT_CONTEXT, NEVER_ABORTED, type Operation, type Policy, type PolicyContext, type Result } from './policy.js';
 export type { WindowSnapshot } from './window.js';
 export {
+  TimeoutPolicy,
+  Deadline,
+  deadlineOf,
+  remainingTime,
+  errorForAbort,
+  MAX_TIMER_DELAY,
+  type TimeoutOptions,
+  type TimeoutEvent,
+  type DeadlineOptions,
+} from './timeout.js';
+export {
+  RetryPolicy,
+  isNeverRetried,
+  retryAfterOf,
+  parseRetryAfter,
+  type RetryContext,
+  type RetryOptions,
+  type RetryEvent,
+  type GiveUpEvent,
+  type GiveUpReason,
+} from './retry.js';
+export {
+  constantBackoff,
+  exponentialBackoff,
+  fullJitterBackoff,
+  decorrelatedJitterBackoff,
+  type Backoff,
+  type RandomSource,
+  type ExponentialBackoffOptions,
+  type JitterBackoffOptions,
+} from './backoff.js';
+export { RetryBudget, type RetryBudgetOptions } from './budget.js';
+export { Bulkhead, type BulkheadOptions, type BulkheadRejectEvent } from './bulkhead.js';
+export { wrap, PolicyWrap, type PolicyLike, type ContextOf, type ExtraResultOf, type WrappedContext } from './wrap.js';
+export {
   SpoflessError,
   BrokenCircuitError,
   IsolatedCircuitError,
