@@ -1,0 +1,423 @@
+/**
+ * Discovery: a live, in-memory list of one service's instances, and calls balanced over it.
+ *
+ * The list is a range read of the service's catalog keys, then a watch from the revision after it
+ * (see watch.ts), so no change between the read and the watch is missed. After a disconnect the watch
+ * resumes from its last revision; when that revision has been compacted, the discovery reads the list
+ * again and watches from there.
+ *
+ * Fail static: when the control plane cannot be reached the list stays as it was last seen and calls
+ * keep going to those instances; `connected` turns false and `staleness` counts the milliseconds since
+ * the list was last known to be current. An instance that died meanwhile is handled by the caller's
+ * side: a refused connection is tried on another instance, and its breaker opens.
+ *
+ * States:
+ *
+ * | from       | to         | when                                                         |
+ * |------------|------------|--------------------------------------------------------------|
+ * | listing    | watching   | the list was read (the first one before `discover` resolves) |
+ * | watching   | live       | the watch stream is open (`connected` true)                  |
+ * | live       | watching   | the stream broke (`connected` false, staleness grows)        |
+ * | watching   | listing    | the watch's start revision was compacted                     |
+ * | any        | closed     | `close()`                                                    |
+ */
+import { BrokenCircuitError, ClientClosedError, ErrorCode, NoInstanceAvailableError, isSpoflessError } from '../errors/index.js';
+import { fullJitterBackoff, type Backoff } from '../resilience/backoff.js';
+import { BreakerGroup, type CircuitBreaker, type CircuitBreakerOptions } from '../resilience/index.js';
+import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balancer.js';
+import { Listeners, type Disposable } from './listeners.js';
+import { connectionFailureCode, type Transport } from './http.js';
+import { instancesPrefix, type Instance, type KeyValue, type RangeResult, type WatchEvent } from './types.js';
+import { Watch, sleep } from './watch.js';
+
+/** Statuses that take new traffic. */
+const ROUTABLE = new Set(['passing', 'warning']);
+
+/**
+ * What changed in a list.
+ *
+ * @example
+ * ```ts
+ * discovery.onChange(({ added, removed }) => console.log(`+${added.length} -${removed.length}`));
+ * ```
+ */
+export interface DiscoveryChange {
+  readonly added: readonly Instance[];
+  readonly removed: readonly Instance[];
+  readonly updated: readonly Instance[];
+  /** The list after the change. */
+  readonly instances: readonly Instance[];
+  /** The revision the list reflects. */
+  readonly revision: number;
+}
+
+/**
+ * Options of `ControlPlaneClient.discover()`.
+ *
+ * @example
+ * ```ts
+ * const options: DiscoverOptions = { zone: 'a', minHealthyInZone: 2, onChange: (c) => log(c.instances.length) };
+ * ```
+ */
+export interface DiscoverOptions {
+  /** The caller's zone: with it the default balancer prefers that zone (see `zoneAware`). */
+  readonly zone?: string;
+  /** With `zone`: spill over to other zones when this one has fewer instances than this. Default 1. */
+  readonly minHealthyInZone?: number;
+  /** Default `leastRequest()` (wrapped in `zoneAware` when `zone` is given). */
+  readonly balancer?: Balancer;
+  /** Called after every change of the list (not for the first list). */
+  readonly onChange?: (change: DiscoveryChange) => void;
+  /** Options of the breaker each instance gets. Default: opens at 50% failures over the last 10 calls (5 at least), 5xx answers count. */
+  readonly breaker?: CircuitBreakerOptions;
+  /** Instances a `request` tries after connection failures, the first included. Default 3. */
+  readonly maxAttempts?: number;
+  /** Ends the discovery (as `close()`); also aborts the first list. */
+  readonly signal?: AbortSignal;
+  /** Waits between re-list attempts, and between watch reconnections. Default full jitter, base 250 ms, cap 10 s. */
+  readonly backoff?: Backoff;
+  /** See `WatchOptions.heartbeatTimeout`. */
+  readonly heartbeatTimeout?: number;
+}
+
+/** The per-instance breaker defaults: a few refused connections open it; it probes again after 1 s, then up to 30 s. */
+const DEFAULT_BREAKER: CircuitBreakerOptions = {
+  window: { type: 'count', size: 10 },
+  minimumCalls: 5,
+  failureRateThreshold: 0.5,
+  openDuration: { initial: 1_000, max: 30_000 },
+  isFailureResult: (res) => (res as Response).status >= 500,
+};
+
+/**
+ * A live instance list of one service. Made by `ControlPlaneClient.discover()`.
+ *
+ * @example
+ * ```ts
+ * const api = await client.discover('api', { zone: 'eu-1a' });
+ * const res = await api.request('/v1/orders', { method: 'POST', body: JSON.stringify(order) });
+ * console.log(api.instances.length, api.connected, api.staleness);
+ * ```
+ */
+export class Discovery {
+  readonly service: string;
+  readonly #transport: Transport;
+  readonly #balancer: Balancer;
+  readonly #breakers: BreakerGroup;
+  readonly #maxAttempts: number;
+  readonly #backoff: Backoff;
+  readonly #heartbeat: number | undefined;
+  readonly #life = new AbortController();
+  readonly #changes = new Listeners<DiscoveryChange>();
+  /** Every known instance by id. */
+  #byId = new Map<string, Endpoint>();
+  /** Routable endpoints, replaced (never mutated) on every change. */
+  #routable: readonly Endpoint[] = [];
+  #instances: readonly Instance[] = [];
+  #revision = 0;
+  #watch: Watch | undefined;
+  #connected = false;
+  /** Date.now() of the last moment the list was known current. */
+  #lastContact = 0;
+  #loop: Promise<void> | undefined;
+
+  /** Internal: use `ControlPlaneClient.discover()`. */
+  constructor(transport: Transport, service: string, options: DiscoverOptions = {}) {
+    this.#transport = transport;
+    this.service = service;
+    this.#balancer =
+      options.balancer ??
+      (options.zone !== undefined
+        ? zoneAware({ zone: options.zone, ...(options.minHealthyInZone !== undefined ? { minHealthy: options.minHealthyInZone } : {}) })
+        : leastRequest());
+    this.#breakers = new BreakerGroup({ breaker: { name: `spofless:${service}`, ...DEFAULT_BREAKER, ...options.breaker } });
+    this.#maxAttempts = options.maxAttempts ?? 3;
+    this.#backoff = options.backoff ?? fullJitterBackoff({ base: 250, cap: 10_000 });
+    this.#heartbeat = options.heartbeatTimeout;
+    if (options.onChange !== undefined) this.#changes.subscribe(options.onChange);
+    const signal = options.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) this.#life.abort(signal.reason);
+      else signal.addEventListener('abort', () => this.close(), { once: true });
+    }
+  }
+
+  /** Internal: the first list, then the watch loop in the background. */
+  async start(signal?: AbortSignal): Promise<this> {
+    const list = await this.#list(signal === undefined ? this.#life.signal : AbortSignal.any([signal, this.#life.signal]));
+    this.#replace(list.instances, list.revision, false);
+    this.#connected = true;
+    this.#lastContact = Date.now();
+    this.#loop = this.#run();
+    return this;
+  }
+
+  /** Every known instance, whatever its status. */
+  get instances(): readonly Instance[] {
+    return this.#instances;
+  }
+
+  /** The instances that take new traffic (passing or warning). */
+  get healthy(): readonly Instance[] {
+    return this.#routable.map((e) => e.instance);
+  }
+
+  /** The store revision the list reflects. */
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /** True while the watch stream is open: the list is current. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** Milliseconds since the list was last known to be current: 0 while connected. */
+  get staleness(): number {
+    return this.#connected ? 0 : Math.max(0, Date.now() - this.#lastContact);
+  }
+
+  /** The breaker of one instance (made on first use). */
+  breaker(id: string): CircuitBreaker {
+    return this.#breakers.get(id);
+  }
+
+  /** Called after each change of the list. */
+  onChange(listener: (change: DiscoveryChange) => void): Disposable {
+    return this.#changes.subscribe(listener);
+  }
+
+  /** The instance the balancer chooses for the next call, or `undefined` when none may take it. */
+  pick(skip?: ReadonlySet<string>): Instance | undefined {
+    return this.#balancer.pick(this.#routable, skip)?.instance;
+  }
+
+  /**
+   * A `fetch` to one instance of the service: `path` is appended to the instance's origin. The
+   * instance is chosen by the balancer and the call runs through that instance's breaker. When the
+   * connection fails before any response (refused, reset, closed: an instance that just died or is
+   * shutting down) or the instance's circuit is open, another instance is tried, up to `maxAttempts`
+   * connection attempts. A request whose body is a stream cannot be sent twice and is not retried.
+   *
+   * Rejects with `NoInstanceAvailableError` (its `cause` is the last failure) when no instance could
+   * take the call; with the caller's abort as `fetch` does; any HTTP status resolves.
+   */
+  async request(path: string, init: RequestInit = {}): Promise<Response> {
+    if (this.#life.signal.aborted) throw new ClientClosedError(`discovery of ${this.service} is closed`);
+    const replayable = init.body === undefined || init.body === null || typeof init.body === 'string' || init.body instanceof Uint8Array || init.body instanceof ArrayBuffer || init.body instanceof URLSearchParams || init.body instanceof Blob;
+    const maxAttempts = replayable ? this.#maxAttempts : 1;
+    const signal = init.signal ?? undefined;
+    let tried: Set<string> | undefined;
+    let attempts = 0;
+    let lastError: unknown;
+    for (;;) {
+      const ep = this.#balancer.pick(this.#routable, tried);
+      if (ep === undefined) break;
+      (tried ??= new Set()).add(ep.id);
+      ep.inFlight++;
+      const result = await this.#breakers.tryExecute(ep.id, ({ signal: s }) => fetch(ep.origin + path, { ...init, signal: s }), signal);
+      ep.inFlight--;
+      if (result.ok) return result.value;
+      const error = result.error;
+      lastError = error;
+      if (error instanceof BrokenCircuitError || isSpoflessError(error, ErrorCode.IsolatedCircuit)) continue;
+      if (connectionFailureCode(error) === undefined || signal?.aborted === true) throw error;
+      if (++attempts >= maxAttempts) break;
+    }
+    const reason =
+      this.#routable.length === 0
+        ? this.#byId.size === 0
+          ? 'the list is empty'
+          : `none of its ${this.#byId.size} instance(s) is passing`
+        : lastError === undefined
+          ? 'no instance left to try'
+          : `every instance tried failed (${attempts} connection attempt(s))`;
+    throw new NoInstanceAvailableError(this.service, reason, { cause: lastError });
+  }
+
+  /** Stops watching. The list stays readable as it was; `request` rejects from now on. */
+  close(): void {
+    this.#life.abort(new ClientClosedError(`discovery of ${this.service} was closed`));
+    this.#watch?.close();
+    this.#connected = false;
+  }
+
+  /** Resolves when the background loop has ended (after `close()`). */
+  async closed(): Promise<void> {
+    await this.#loop;
+  }
+
+  // ---- internals -------------------------------------------------------------------------------
+
+  async #list(signal: AbortSignal): Promise<{ instances: Instance[]; revision: number }> {
+    const prefix = instancesPrefix(this.service);
+    const instances: Instance[] = [];
+    let revision: number | undefined;
+    let fromKey: string | undefined;
+    // Paged, all pages at the first page's revision: one consistent list however long it is.
+    for (;;) {
+      const page = await this.#transport.json<RangeResult>('GET', '/v1/kv', {
+        query: { prefix, limit: 1000, revision, fromKey },
+        signal,
+      });
+      revision ??= page.revision;
+      for (const kv of page.kvs) {
+        const inst = parseInstance(kv);
+        if (inst !== undefined) instances.push(inst);
+      }
+      const last = page.kvs.at(-1);
+      if (!page.more || last === undefined) break;
+      fromKey = `${last.key}\u0000`;
+    }
+    return { instances, revision };
+  }
+
+  async #run(): Promise<void> {
+    const life = this.#life.signal;
+    let attempt = 0;
+    while (!life.aborted) {
+      const watch = new Watch(this.#transport, instancesPrefix(this.service), {
+        startRevision: this.#revision + 1,
+        backoff: this.#backoff,
+        ...(this.#heartbeat !== undefined ? { heartbeatTimeout: this.#heartbeat } : {}),
+      });
+      this.#watch = watch;
+      if (life.aborted) watch.close();
+      let compacted = false;
+      try {
+        for await (const msg of watch) {
+          switch (msg.type) {
+            case 'connected':
+              this.#connected = true;
+              this.#lastContact = Date.now();
+              break;
+            case 'events':
+              this.#lastContact = Date.now();
+              this.#apply(msg.events, msg.revision);
+              break;
+            case 'disconnected':
+              if (this.#connected) this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
+              this.#connected = false;
+              break;
+            case 'compacted':
+              compacted = true;
+              break;
+          }
+        }
+      } catch {
+        // A 4xx on the watch: nothing to resume; wait and list again.
+        compacted = true;
+      }
+      if (this.#connected) this.#lastContact = Date.now();
+      this.#connected = false;
+      if (life.aborted) return;
+      if (!compacted) return;
+      // Re-list: the watch's history is gone; the list at a new revision replaces ours.
+      for (;;) {
+        try {
+          const list = await this.#list(life);
+          this.#replace(list.instances, list.revision, true);
+          this.#lastContact = Date.now();
+          attempt = 0;
+          break;
+        } catch {
+          if (life.aborted) return;
+          await sleep(this.#backoff.delay(attempt++, 0), life);
+          if (life.aborted) return;
+        }
+      }
+    }
+  }
+
+  #apply(events: readonly WatchEvent[], revision: number): void {
+    const added: Instance[] = [];
+    const removed: Instance[] = [];
+    const updated: Instance[] = [];
+    const prefix = instancesPrefix(this.service);
+    for (const e of events) {
+      if (!e.kv.key.startsWith(prefix)) continue;
+      const id = e.kv.key.slice(prefix.length);
+      const had = this.#byId.get(id);
+      if (e.type === 'delete') {
+        if (had !== undefined) {
+          this.#byId.delete(id);
+          this.#breakers.delete(id);
+          removed.push(had.instance);
+        }
+        continue;
+      }
+      const inst = parseInstance(e.kv);
+      if (inst === undefined) continue;
+      if (had === undefined) {
+        this.#byId.set(id, endpoint(id, inst));
+        added.push(inst);
+      } else {
+        // Keep the endpoint object: its in-flight count belongs to calls still running.
+        (had as { instance: Instance }).instance = inst;
+        (had as { origin: string }).origin = originOf(inst);
+        updated.push(inst);
+      }
+    }
+    this.#revision = Math.max(this.#revision, revision);
+    if (added.length + removed.length + updated.length === 0) return;
+    this.#rebuild();
+    this.#changes.emit({ added, removed, updated, instances: this.#instances, revision: this.#revision });
+  }
+
+  #replace(list: readonly Instance[], revision: number, notify: boolean): void {
+    const added: Instance[] = [];
+    const updated: Instance[] = [];
+    const next = new Map<string, Endpoint>();
+    for (const inst of list) {
+      const had = this.#byId.get(inst.id);
+      if (had === undefined) {
+        next.set(inst.id, endpoint(inst.id, inst));
+        added.push(inst);
+      } else {
+        if (JSON.stringify(had.instance) !== JSON.stringify(inst)) updated.push(inst);
+        (had as { instance: Instance }).instance = inst;
+        (had as { origin: string }).origin = originOf(inst);
+        next.set(inst.id, had);
+      }
+    }
+    const removed: Instance[] = [];
+    for (const [id, ep] of this.#byId) {
+      if (!next.has(id)) {
+        removed.push(ep.instance);
+        this.#breakers.delete(id);
+      }
+    }
+    this.#byId = next;
+    this.#revision = revision;
+    this.#rebuild();
+    if (notify && added.length + removed.length + updated.length > 0) {
+      this.#changes.emit({ added, removed, updated, instances: this.#instances, revision });
+    }
+  }
+
+  #rebuild(): void {
+    const all = [...this.#byId.values()];
+    this.#instances = all.map((e) => e.instance);
+    this.#routable = all.filter((e) => ROUTABLE.has(e.instance.status));
+  }
+}
+
+function endpoint(id: string, instance: Instance): Endpoint {
+  return { id, instance, origin: originOf(instance), inFlight: 0 };
+}
+
+function originOf(inst: Instance): string {
+  const host = inst.address.includes(':') && !inst.address.startsWith('[') ? `[${inst.address}]` : inst.address;
+  const scheme = inst.metadata?.scheme === 'https' ? 'https' : 'http';
+  return `${scheme}://${host}:${inst.port}`;
+}
+
+function parseInstance(kv: KeyValue): Instance | undefined {
+  try {
+    const v = JSON.parse(kv.value) as Instance;
+    if (typeof v !== 'object' || v === null || typeof v.id !== 'string' || typeof v.address !== 'string' || typeof v.port !== 'number') return undefined;
+    return { ...v, tags: v.tags ?? [], metadata: v.metadata ?? {}, status: v.status ?? 'passing' };
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,142 @@
+/**
+ * The JSON shapes of the control-plane HTTP API (v1), as the SDK sees them. Keys and values are UTF-8
+ * text here: the SDK does not use the API's base64 mode.
+ */
+
+/** The statuses an instance can have. Only `passing` and `warning` instances receive new traffic. */
+export const InstanceStatus = {
+  Passing: 'passing',
+  Warning: 'warning',
+  Critical: 'critical',
+  Draining: 'draining',
+  Maintenance: 'maintenance',
+} as const;
+export type InstanceStatus = (typeof InstanceStatus)[keyof typeof InstanceStatus];
+
+/** An active health check the control plane runs for an instance. Durations in ms. */
+export interface HealthCheck {
+  readonly type: 'http' | 'tcp';
+  readonly path?: string;
+  readonly expectStatus?: number;
+  readonly bodyMatch?: string;
+  readonly interval?: number;
+  readonly timeout?: number;
+  readonly rise?: number;
+  readonly fall?: number;
+}
+
+/** A registered instance of a service, as stored in the catalog. */
+export interface Instance {
+  readonly service: string;
+  readonly id: string;
+  readonly address: string;
+  readonly port: number;
+  readonly zone?: string;
+  readonly tags: readonly string[];
+  readonly metadata: Readonly<Record<string, string>>;
+  readonly version?: string;
+  readonly color?: string;
+  readonly status: InstanceStatus;
+  readonly check?: HealthCheck;
+  readonly lease?: string;
+  readonly registeredAt?: number | string;
+}
+
+/** A key's state, as the API returns it (values as UTF-8 text). */
+export interface KeyValue {
+  readonly key: string;
+  readonly value: string;
+  readonly createRevision: number;
+  readonly modRevision: number;
+  readonly version: number;
+  readonly lease?: string;
+}
+
+/** One change seen by a watch. */
+export interface WatchEvent {
+  readonly type: 'put' | 'delete';
+  readonly kv: KeyValue;
+  readonly prevKv?: KeyValue;
+}
+
+export interface RangeResult {
+  readonly kvs: readonly KeyValue[];
+  readonly more: boolean;
+  readonly revision: number;
+}
+
+export interface PutResult {
+  readonly revision: number;
+  readonly prevKv?: KeyValue;
+}
+
+export interface DeleteResult {
+  readonly revision: number;
+  readonly deleted: number;
+  readonly prevKvs?: readonly KeyValue[];
+}
+
+export type CompareTarget = 'value' | 'version' | 'createRevision' | 'modRevision' | 'lease';
+
+export interface TxnCompare {
+  readonly key: string;
+  readonly target: CompareTarget;
+  readonly cmp: '=' | '!=' | '<' | '>';
+  readonly value: string | number | null;
+}
+
+export type TxnOp =
+  | { readonly type: 'put'; readonly key: string; readonly value: string; readonly lease?: string }
+  | { readonly type: 'delete'; readonly key: string; readonly prefix?: boolean }
+  | { readonly type: 'range'; readonly key: string; readonly prefix?: boolean; readonly limit?: number };
+
+export interface TxnRequest {
+  readonly compare?: readonly TxnCompare[];
+  readonly success?: readonly TxnOp[];
+  readonly failure?: readonly TxnOp[];
+}
+
+export interface TxnResult {
+  readonly succeeded: boolean;
+  readonly revision: number;
+  readonly responses: readonly unknown[];
+}
+
+export interface LeaseGrant {
+  readonly id: string;
+  readonly ttl: number;
+}
+
+export interface LeaseInfo {
+  readonly id: string;
+  readonly ttl: number;
+  readonly grantedTtl: number;
+  readonly keys?: readonly string[];
+}
+
+export interface ServiceSummary {
+  readonly name: string;
+  readonly instances: number;
+  readonly passing: number;
+}
+
+/** The body of an instance registration (`PUT /v1/catalog/services/{service}/instances/{id}`). */
+export interface InstanceSpec {
+  readonly address: string;
+  readonly port: number;
+  readonly zone?: string;
+  readonly tags?: readonly string[];
+  readonly metadata?: Readonly<Record<string, string>>;
+  readonly version?: string;
+  readonly color?: string;
+  readonly status?: InstanceStatus;
+  readonly check?: HealthCheck;
+}
+
+/** Where the catalog keeps instances: one key per instance, its value the Instance JSON. */
+export const CATALOG_INSTANCES_PREFIX = '/spofless/catalog/instances/';
+
+/** The key prefix of one service's instances. */
+export function instancesPrefix(service: string): string {
+  return `${CATALOG_INSTANCES_PREFIX}${service}/`;
+}
