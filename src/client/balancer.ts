@@ -12,7 +12,7 @@
  *   instances left to try, else every zone (spill over), then `inner` chooses.
  */
 import { InvalidOptionError } from '../errors/index.js';
-import type { RandomSource } from '../resilience/backoff.js';
+import type { RandomSource } from '../resilience/index.js';
 import type { Instance } from './types.js';
 
 /** An instance as a balancer sees it: its catalog entry and the calls in flight to it from this process. */

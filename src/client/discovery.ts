@@ -22,7 +22,7 @@
  * | any        | closed     | `close()`                                                    |
  */
 import { BrokenCircuitError, ClientClosedError, ErrorCode, NoInstanceAvailableError, isSpoflessError } from '../errors/index.js';
-import { fullJitterBackoff, type Backoff } from '../resilience/backoff.js';
+import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { BreakerGroup, type CircuitBreaker, type CircuitBreakerOptions } from '../resilience/index.js';
 import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balancer.js';
 import { Listeners, type Disposable } from './listeners.js';

@@ -23,7 +23,7 @@
  *    still holds it open). A second signal during the sequence cuts every connection and exits at once.
  */
 import { ControlPlaneError, InvalidOptionError, isSpoflessError, ErrorCode } from '../errors/index.js';
-import type { RandomSource } from '../resilience/backoff.js';
+import type { RandomSource } from '../resilience/index.js';
 import type { Transport } from './http.js';
 import { Listeners, type Disposable } from './listeners.js';
 import { checkSignals, closeGracefully, serverOf, trackRequests, type CloseResult, type ServerLike } from './shutdown.js';

@@ -21,7 +21,7 @@
  * server's replay from that revision means none is skipped.
  */
 import { AbortedError, ClientClosedError, CompactedError, ControlPlaneError, isSpoflessError } from '../errors/index.js';
-import { fullJitterBackoff, type Backoff, type RandomSource } from '../resilience/backoff.js';
+import { fullJitterBackoff, type Backoff, type RandomSource } from '../resilience/index.js';
 import { errorFromBody, type Transport } from './http.js';
 import { SseParser, type SseMessage } from './sse.js';
 import type { WatchEvent } from './types.js';
