@@ -235,7 +235,13 @@ export class Transport {
           continue;
         }
         const code = connectionFailureCode(error);
-        if (code === undefined || isAbortError(error)) throw error;
+        if (isAbortError(error)) throw error;
+        if (code === undefined) {
+          // fetch's own refusals (a port the Fetch standard blocks, a bad URL): not worth another URL.
+          const cause = (error as { cause?: unknown }).cause;
+          const why = cause instanceof Error ? cause.message : error instanceof Error ? error.message : String(error);
+          throw new ControlPlaneUnreachableError([base], why, { cause: error, retryable: false });
+        }
         this.failed(base);
         lastCode = code;
         lastError = error;
