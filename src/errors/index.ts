@@ -376,6 +376,11 @@ export class HttpRequestError extends SpoflessError {
   ) {
     super(code, message, { retryable: httpStatus === 503, ...options });
   }
+
+  /** Any spofless error carrying the `httpStatus` the server answers with (its codes vary). */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    return hasBrand(value) && typeof (value as { httpStatus?: unknown }).httpStatus === 'number';
+  }
 }
 
 /** Renders a bad value for an error message: short, and never throws. */

@@ -1,0 +1,188 @@
+/**
+ * `startControlPlane`: the store, the catalog, the health checker, the watch hub and the HTTP API,
+ * started together and closed together.
+ */
+import { mkdirSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { join, resolve } from 'node:path';
+import type { FastifyBaseLogger } from 'fastify';
+import { Catalog, HealthChecker, type HealthCheckerOptions } from '../catalog/index.js';
+import { InvalidOptionError, SpoflessError, ErrorCode } from '../errors/index.js';
+import { SqliteStore, type Store } from '../store/index.js';
+import { DEFAULT_BODY_LIMIT, buildApp } from './app.js';
+import { WatchHub, type WatchHubStats } from './watch-hub.js';
+
+/**
+ * @example
+ * ```ts
+ * const options: ControlPlaneOptions = { host: '127.0.0.1', port: 0, dataDir: './.spofless', logger: false };
+ * ```
+ */
+export interface ControlPlaneOptions {
+  /** Address to bind. Default `127.0.0.1` (loopback only). */
+  readonly host?: string;
+  /** Port; 0 picks a free one (read it back from `url`). Default 7400. */
+  readonly port?: number;
+  /** Where the embedded store keeps `store.db`; created if missing. Default `./.spofless`. Ignored with `store`. */
+  readonly dataDir?: string;
+  /** A store to serve instead of opening one in `dataDir`. */
+  readonly store?: Store;
+  /**
+   * Close the store on `close()`. Default: true for the store opened here, false for one passed in
+   * (its owner closes it).
+   */
+  readonly closeStore?: boolean;
+  /**
+   * Request logs, one JSON line per request at `info` (pino): `true`, `false`, pino options such as
+   * `{ level: 'warn' }`, or a pino-compatible logger. Default: `true`, or `false` under `node --test`.
+   */
+  readonly logger?: boolean | { readonly level: string } | FastifyBaseLogger;
+  /** Run active health checks here (the next issue runs them on the elected leader only). Default true. */
+  readonly healthChecks?: boolean | Omit<HealthCheckerOptions, 'store' | 'logger'>;
+  /** Watch streams: the unread-bytes bound of a subscriber (default 4 MiB) and the ping interval (default 15 s). */
+  readonly watch?: { readonly maxBufferedBytes?: number; readonly pingIntervalMs?: number };
+  /** Largest request body in bytes. Default 3 MiB. */
+  readonly bodyLimit?: number;
+}
+
+/** A running control plane. */
+export interface ControlPlane {
+  /** `http://host:port`, with the port actually bound. */
+  readonly url: string;
+  readonly host: string;
+  readonly port: number;
+  readonly store: Store;
+  readonly catalog: Catalog;
+  /** `undefined` when `healthChecks: false`. */
+  readonly healthChecker: HealthChecker | undefined;
+  /** Store watches and subscribers of the watch hub right now. */
+  readonly watchStats: WatchHubStats;
+  /**
+   * Stops accepting connections, ends every watch stream, stops health checks, lets requests in flight
+   * finish, then closes the store (see `closeStore`). Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+const LOOPBACK_NAMES = ['localhost', '127.0.0.1', '::1'];
+/** How long `close()` lets requests in flight finish before it cuts their connections. */
+const CLOSE_GRACE_MS = 5_000;
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+function checkOptions(o: ControlPlaneOptions): void {
+  const fail = (name: string, v: unknown, expected: string): never => {
+    throw new InvalidOptionError('startControlPlane', name, v, expected);
+  };
+  if (typeof o !== 'object' || o === null) fail('options', o, 'an object');
+  if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) fail('host', o.host, 'a host name or IP address');
+  if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535)) fail('port', o.port, 'an integer from 0 to 65535');
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir.length === 0)) fail('dataDir', o.dataDir, 'a directory path');
+  if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.watch !== 'function')) fail('store', o.store, 'a Store');
+  if (o.bodyLimit !== undefined && (!Number.isSafeInteger(o.bodyLimit) || o.bodyLimit < 1024)) fail('bodyLimit', o.bodyLimit, 'an integer >= 1024');
+}
+
+function defaultLogger(): boolean {
+  // Quiet under `node --test` (it sets NODE_TEST_CONTEXT in the processes it runs, and their children).
+  return process.env.NODE_TEST_CONTEXT === undefined && process.env.NODE_ENV !== 'test';
+}
+
+/**
+ * Starts a control plane: opens (or takes) the store, starts health checks and serves the HTTP API.
+ *
+ * @example
+ * ```ts
+ * import { startControlPlane } from 'spofless/server';
+ * const cp = await startControlPlane({ port: 0, dataDir: './.spofless' });
+ * console.log(`spofless listening on ${cp.url}`);
+ * process.once('SIGTERM', () => void cp.close());
+ * ```
+ */
+export async function startControlPlane(options: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  checkOptions(options);
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 7400;
+  let store: Store;
+  let ownsStore: boolean;
+  if (options.store !== undefined) {
+    store = options.store;
+    ownsStore = options.closeStore ?? false;
+  } else {
+    const dir = resolve(options.dataDir ?? './.spofless');
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (err) {
+      throw new SpoflessError(ErrorCode.InvalidOption, `startControlPlane: option "dataDir" must be a directory that can be created; got ${JSON.stringify(dir)}`, { cause: err });
+    }
+    store = await SqliteStore.open({ path: join(dir, 'store.db') });
+    ownsStore = options.closeStore ?? true;
+  }
+
+  const catalog = new Catalog(store);
+  const hub = new WatchHub({ store, ...(options.watch ?? {}) });
+  let closing = false;
+  const app = buildApp({
+    store,
+    catalog,
+    hub,
+    logger: options.logger ?? defaultLogger(),
+    bodyLimit: options.bodyLimit ?? DEFAULT_BODY_LIMIT,
+    allowedHosts: isLoopback(host) ? new Set([...LOOPBACK_NAMES, host.toLowerCase()]) : undefined,
+    closing: () => closing,
+  });
+  const checks = options.healthChecks ?? true;
+  const healthChecker =
+    checks === false ? undefined : new HealthChecker({ ...(checks === true ? {} : checks), store, logger: app.log });
+
+  const shutdown = async (): Promise<void> => {
+    closing = true;
+    await healthChecker?.stop();
+    hub.close();
+    const cut = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
+    cut.unref();
+    try {
+      await app.close();
+    } finally {
+      clearTimeout(cut);
+      if (ownsStore) await store.close();
+    }
+  };
+
+  let address: string;
+  try {
+    await healthChecker?.start();
+    address = await app.listen({ host, port });
+  } catch (err) {
+    await shutdown().catch(() => undefined);
+    const code = (err as { code?: unknown }).code;
+    if (code === 'EADDRINUSE' || code === 'EACCES' || code === 'EADDRNOTAVAIL') {
+      throw new SpoflessError(
+        ErrorCode.InvalidOption,
+        `startControlPlane: cannot listen on ${host}:${port} (${String(code)}): choose another --port or --host`,
+        { cause: err },
+      );
+    }
+    throw err;
+  }
+  const bound = app.server.address();
+  const boundPort = typeof bound === 'object' && bound !== null ? bound.port : port;
+  const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
+  const url = `http://${isIP(urlHost) === 6 ? `[${urlHost}]` : urlHost}:${boundPort}`;
+  app.log.info({ url, address }, 'control plane listening');
+
+  let closed: Promise<void> | undefined;
+  return {
+    url,
+    host,
+    port: boundPort,
+    store,
+    catalog,
+    healthChecker,
+    get watchStats() {
+      return hub.stats;
+    },
+    close: () => (closed ??= shutdown()),
+  };
+}

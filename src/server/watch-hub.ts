@@ -1,0 +1,361 @@
+/**
+ * Watch fan-out: one store watch per watched (key or prefix, prevKv) pair, shared by every SSE
+ * subscriber of it. A write wakes only the store watches whose key or prefix it touches (the store's
+ * watch index sees to that), and each of those serializes an event batch once per encoding and writes
+ * the same frame to each of its subscribers. 1,000 subscribers of one prefix cost one store watch.
+ *
+ * A shared watch starts "from now" and delivers every matching event after `through` (the last revision
+ * it fanned out). A subscriber that asks to start at an older revision first gets its own catch-up store
+ * watch, paced by its socket (it waits for `drain`, so it is never cut off), and joins the shared watch
+ * as soon as it has sent everything up to the shared watch's `through`. From then on the shared watch
+ * delivers only later revisions, and a subscriber drops any revision it already sent, so the hand-over
+ * has no gap and no duplicate.
+ *
+ * A live subscriber whose unread bytes pass `maxBufferedBytes` when the next frame is due is cut off
+ * with `event: error` / `SPOF_ERR_WATCH_SLOW` and the revision to resume from, instead of being buffered
+ * without bound. Nothing else slows down for it: the shared watch never waits for a socket.
+ *
+ * Subscriber states (`#state.value`):
+ * | from        | on                                                   | to           |
+ * |-------------|------------------------------------------------------|--------------|
+ * | (new)       | starts from now, or after the shared watch's through | live         |
+ * | (new)       | starts at or before the shared watch's through       | catching-up  |
+ * | catching-up | has sent up to the shared watch's through            | live         |
+ * | catching-up | its start revision was compacted                     | ended (`compacted` sent) |
+ * | live        | unread bytes over the bound when a frame is due      | ended (`SPOF_ERR_WATCH_SLOW` sent) |
+ * | any         | client disconnects, hub closes, shared watch fails   | ended        |
+ */
+import { CompactedError, ErrorCode, HttpRequestError, InvalidOptionError, StoreClosedError, describe } from '../errors/index.js';
+import type { Store, Watch, WatchEvent, WatchResponse } from '../store/index.js';
+import { eventJson, type Encoding } from './codec.js';
+import { PING_FRAME, SseStream, compactedFrame, eventsFrame, readyFrame, slowFrame } from './sse.js';
+import type { ServerResponse } from 'node:http';
+
+export interface WatchHubOptions {
+  readonly store: Store;
+  /** Unread bytes a live subscriber may have when the next frame is due before it is cut off. Default 4 MiB. */
+  readonly maxBufferedBytes?: number;
+  /** How often an idle stream gets a `: ping` comment (ms). Default 15,000. */
+  readonly pingIntervalMs?: number;
+}
+
+/** What a subscriber asks for. */
+export interface WatchRequest {
+  readonly key: string | Uint8Array;
+  readonly prefix: boolean;
+  readonly prevKv: boolean;
+  readonly encoding: Encoding;
+  /** The first revision wanted; `undefined`: only events after the subscription. */
+  readonly startRevision: number | undefined;
+}
+
+/** How a subscription ended, for the request log. */
+export interface WatchEnd {
+  readonly reason: 'client-closed' | 'slow' | 'compacted' | 'hub-closed' | 'store-closed' | 'error';
+  /** Event frames sent. */
+  readonly frames: number;
+  /** The last revision sent (or the revision before the start when none was). */
+  readonly sent: number;
+}
+
+export interface WatchHubStats {
+  /** Store watches shared by live subscribers (one per watched key/prefix and prevKv). */
+  readonly sharedWatches: number;
+  /** Store watches of subscribers still catching up from an older revision. */
+  readonly catchUpWatches: number;
+  /** Open SSE streams. */
+  readonly subscribers: number;
+  /** Subscribers cut off for reading too slowly, since the hub started. */
+  readonly slowCutOffs: number;
+}
+
+function sharedId(key: Uint8Array, prefix: boolean, prevKv: boolean): string {
+  return `${prefix ? 'p' : 'k'}${prevKv ? '1' : '0'}:${Buffer.from(key.buffer, key.byteOffset, key.byteLength).toString('latin1')}`;
+}
+
+function toBytes(key: string | Uint8Array): Uint8Array {
+  return typeof key === 'string' ? Buffer.from(key, 'utf8') : key;
+}
+
+/** One response's frames, serialized at most once per encoding, shared by every subscriber. */
+class Frames {
+  readonly #resp: WatchResponse;
+  #utf8: string | undefined;
+  #base64: string | undefined;
+  constructor(resp: WatchResponse) {
+    this.#resp = resp;
+  }
+  get(encoding: Encoding): string {
+    if (encoding === 'utf8') return (this.#utf8 ??= frameOf(this.#resp.revision, this.#resp.events, 'utf8'));
+    return (this.#base64 ??= frameOf(this.#resp.revision, this.#resp.events, 'base64'));
+  }
+}
+
+function frameOf(revision: number, events: readonly WatchEvent[], encoding: Encoding): string {
+  return eventsFrame(revision, JSON.stringify({ revision, events: events.map((e) => eventJson(e, encoding)) }));
+}
+
+class SharedWatch {
+  readonly id: string;
+  /** The last revision fanned out (or the one before the start). */
+  through: number;
+  /** Subscribers receiving from this watch. */
+  readonly live = new Set<Subscriber>();
+  /** Every subscriber that will receive from it: live ones and those catching up to it. */
+  readonly members = new Set<Subscriber>();
+  readonly watch: Watch;
+  readonly #hub: WatchHub;
+
+  constructor(hub: WatchHub, id: string, watch: Watch, startRevision: number) {
+    this.#hub = hub;
+    this.id = id;
+    this.watch = watch;
+    this.through = startRevision - 1;
+  }
+
+  async run(): Promise<void> {
+    let failure: unknown;
+    try {
+      for await (const resp of this.watch) {
+        this.through = resp.revision;
+        const frames = new Frames(resp);
+        for (const sub of this.live) sub.deliver(resp, frames);
+      }
+    } catch (err) {
+      failure = err;
+    } finally {
+      this.#hub.dropShared(this);
+      for (const sub of [...this.members]) sub.failed(failure);
+    }
+  }
+
+  leave(sub: Subscriber): void {
+    this.live.delete(sub);
+    this.members.delete(sub);
+    if (this.members.size === 0) {
+      this.#hub.dropShared(this);
+      this.watch.close();
+    }
+  }
+}
+
+type SubscriberState =
+  | { readonly value: 'catching-up'; readonly watch: Watch }
+  | { readonly value: 'live' }
+  | { readonly value: 'ended' };
+
+class Subscriber {
+  readonly #hub: WatchHub;
+  readonly #store: Store;
+  readonly #req: WatchRequest;
+  readonly #stream: SseStream;
+  readonly #shared: SharedWatch;
+  readonly #onEnd: (end: WatchEnd) => void;
+  #state: SubscriberState = { value: 'live' };
+  /** Every matching event up to this revision has been written to the stream. */
+  sent: number;
+  #frames = 0;
+
+  constructor(hub: WatchHub, store: Store, req: WatchRequest, stream: SseStream, shared: SharedWatch, sent: number, onEnd: (end: WatchEnd) => void) {
+    this.#hub = hub;
+    this.#store = store;
+    this.#req = req;
+    this.#stream = stream;
+    this.#shared = shared;
+    this.sent = sent;
+    this.#onEnd = onEnd;
+    shared.members.add(this);
+    stream.onClose(() => this.#end('client-closed'));
+  }
+
+  get stream(): SseStream {
+    return this.#stream;
+  }
+
+  get catchingUp(): boolean {
+    return this.#state.value === 'catching-up';
+  }
+
+  joinLive(): void {
+    if (this.#state.value === 'ended') return;
+    this.#state = { value: 'live' };
+    this.#shared.live.add(this);
+  }
+
+  /** Replays from `start` on its own store watch, paced by the socket, then joins the shared watch. */
+  async catchUp(start: number): Promise<void> {
+    const watch = this.#store.watch(this.#req.key, { prefix: this.#req.prefix, prevKv: this.#req.prevKv, startRevision: start });
+    this.#state = { value: 'catching-up', watch };
+    try {
+      for await (const resp of watch) {
+        if (this.#state.value !== 'catching-up') return;
+        this.#write(resp.revision, resp.events, undefined);
+        if (this.sent >= this.#shared.through) {
+          this.joinLive();
+          return;
+        }
+        if (this.#stream.buffered > 0 && !(await this.#stream.drained())) return;
+      }
+    } catch (err) {
+      this.failed(err);
+    } finally {
+      watch.close();
+    }
+  }
+
+  /** A batch from the shared watch. */
+  deliver(resp: WatchResponse, frames: Frames): void {
+    if (resp.revision <= this.sent) return;
+    const limit = this.#hub.maxBufferedBytes;
+    const buffered = this.#stream.buffered;
+    if (buffered > limit) {
+      this.#hub.countSlow();
+      this.#end('slow', slowFrame(this.sent + 1, buffered, limit));
+      return;
+    }
+    this.#write(resp.revision, resp.events, frames);
+  }
+
+  #write(revision: number, events: readonly WatchEvent[], frames: Frames | undefined): void {
+    let frame: string;
+    if (events[0]!.kv.modRevision <= this.sent) {
+      // Straddles the hand-over from catch-up to shared: only what was not sent yet.
+      frame = frameOf(revision, events.filter((e) => e.kv.modRevision > this.sent), this.#req.encoding);
+    } else {
+      frame = frames === undefined ? frameOf(revision, events, this.#req.encoding) : frames.get(this.#req.encoding);
+    }
+    this.#stream.write(frame);
+    this.sent = revision;
+    this.#frames++;
+  }
+
+  ping(): void {
+    if (this.#state.value === 'ended' || this.#stream.buffered > 0) return;
+    this.#stream.write(PING_FRAME);
+  }
+
+  /** Its watch (shared or own) ended with `err` (or quietly). */
+  failed(err: unknown): void {
+    if (err instanceof CompactedError) {
+      this.#end('compacted', compactedFrame(err.compactRevision, err.requestedRevision));
+    } else if (err === undefined || err instanceof StoreClosedError) {
+      this.#end(err === undefined ? 'hub-closed' : 'store-closed');
+    } else {
+      const message = err instanceof Error ? err.message : describe(err);
+      const code = (err as { code?: unknown }).code;
+      this.#end('error', `event: error\ndata: ${JSON.stringify({ code: typeof code === 'string' ? code : ErrorCode.HttpInternal, message, resumeFrom: this.sent + 1 })}\n\n`);
+    }
+  }
+
+  close(): void {
+    this.#end('hub-closed');
+  }
+
+  #end(reason: WatchEnd['reason'], last?: string): void {
+    const state = this.#state;
+    if (state.value === 'ended') return;
+    this.#state = { value: 'ended' };
+    if (state.value === 'catching-up') state.watch.close();
+    this.#shared.leave(this);
+    this.#hub.forget(this);
+    this.#stream.end(last);
+    this.#onEnd({ reason, frames: this.#frames, sent: this.sent });
+  }
+}
+
+/**
+ * @example
+ * ```ts
+ * const hub = new WatchHub({ store });
+ * // in a route handler, after validating the query:
+ * await hub.subscribe({ key: '/svc/', prefix: true, prevKv: false, encoding: 'utf8', startRevision: undefined }, reply.raw, (end) => log(end));
+ * ```
+ */
+export class WatchHub {
+  readonly #store: Store;
+  readonly maxBufferedBytes: number;
+  readonly #shared = new Map<string, SharedWatch>();
+  readonly #subscribers = new Set<Subscriber>();
+  readonly #ping: NodeJS.Timeout;
+  #closed = false;
+  #slowCutOffs = 0;
+
+  constructor(options: WatchHubOptions) {
+    const max = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+    if (!Number.isSafeInteger(max) || max < 0) throw new InvalidOptionError('WatchHub', 'maxBufferedBytes', max, 'an integer >= 0');
+    const ping = options.pingIntervalMs ?? 15_000;
+    if (!Number.isFinite(ping) || ping < 10) throw new InvalidOptionError('WatchHub', 'pingIntervalMs', ping, 'a number of ms >= 10');
+    this.#store = options.store;
+    this.maxBufferedBytes = max;
+    // One timer for every stream, unref'd: pings never keep the process alive.
+    this.#ping = setInterval(() => {
+      for (const s of this.#subscribers) s.ping();
+    }, ping);
+    this.#ping.unref();
+  }
+
+  get stats(): WatchHubStats {
+    let catchUp = 0;
+    for (const s of this.#subscribers) if (s.catchingUp) catchUp++;
+    return { sharedWatches: this.#shared.size, catchUpWatches: catchUp, subscribers: this.#subscribers.size, slowCutOffs: this.#slowCutOffs };
+  }
+
+  /**
+   * Opens an SSE stream on `res` and subscribes it. Rejects (and writes nothing) when the hub is closed
+   * or the store cannot be read; after it resolves the stream is open and `onEnd` is called once when
+   * it ends.
+   */
+  async subscribe(req: WatchRequest, res: ServerResponse, onEnd: (end: WatchEnd) => void): Promise<void> {
+    this.#throwIfClosed();
+    const key = toBytes(req.key);
+    // The current revision (and a cheap check that the store is serving) before the stream opens.
+    const { revision: current } = await this.#store.range(key, { limit: 1, keysOnly: true });
+    this.#throwIfClosed();
+    const id = sharedId(key, req.prefix, req.prevKv);
+    let shared = this.#shared.get(id);
+    if (shared === undefined) {
+      const watch = this.#store.watch(key, { prefix: req.prefix, prevKv: req.prevKv, startRevision: current + 1 });
+      shared = new SharedWatch(this, id, watch, current + 1);
+      this.#shared.set(id, shared);
+      void shared.run();
+    }
+    const live = req.startRevision === undefined || req.startRevision - 1 >= shared.through;
+    const sent = req.startRevision === undefined ? Math.max(current, shared.through) : req.startRevision - 1;
+    const stream = new SseStream(res);
+    stream.open();
+    stream.write(readyFrame(req.startRevision === undefined ? sent : current));
+    const sub = new Subscriber(this, this.#store, { ...req, key }, stream, shared, sent, onEnd);
+    this.#subscribers.add(sub);
+    if (live) sub.joinLive();
+    else void sub.catchUp(req.startRevision);
+  }
+
+  /** Ends every stream and store watch. New subscriptions are refused. */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearInterval(this.#ping);
+    for (const s of [...this.#subscribers]) s.close();
+    for (const w of [...this.#shared.values()]) w.watch.close();
+    this.#shared.clear();
+  }
+
+  /** @internal */
+  dropShared(w: SharedWatch): void {
+    if (this.#shared.get(w.id) === w) this.#shared.delete(w.id);
+  }
+
+  /** @internal */
+  forget(sub: Subscriber): void {
+    this.#subscribers.delete(sub);
+  }
+
+  /** @internal */
+  countSlow(): void {
+    this.#slowCutOffs++;
+  }
+
+  #throwIfClosed(): void {
+    if (this.#closed) throw new HttpRequestError(ErrorCode.HttpUnavailable, 503, 'the control plane is shutting down: try another replica or retry shortly');
+  }
+}
