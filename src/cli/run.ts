@@ -160,7 +160,7 @@ function parse(argv: readonly string[]) {
     const unknown = /Unknown option '([^']+)'/.exec(msg);
     if (unknown !== null) throw new UsageError(`unknown option '${unknown[1]}'`);
     const missing = /Option '([^']+)'.* argument missing/.exec(msg);
-    if (missing !== null) throw new UsageError(`option '${missing[1]?.replace(/^-\w, /, '')}' needs a value`);
+    if (missing !== null) throw new UsageError(`option '${missing[1]!.replace(/^-\w, /, '').replace(/ <value>$/, '')}' needs a value`);
     throw new UsageError(msg.split('\n')[0] ?? msg);
   }
 }
