@@ -160,3 +160,26 @@ test('compareAndSwap loses to a concurrent write and keeps the lease when it win
   assert.equal(lost, undefined);
   assert.equal((await stored(store, 'api', 'i'))?.instance.status, 'critical');
 });
+
+test('a registration whose write fails revokes the lease it granted', async (t) => {
+  const store = await openStore(t);
+  const granted: string[] = [];
+  const failing = new Proxy(store, {
+    get(target, prop) {
+      if (prop === 'txn') return () => Promise.reject(new Error('disk on fire'));
+      if (prop === 'grantLease') {
+        return async (ttl: number) => {
+          const g = await target.grantLease(ttl);
+          granted.push(g.id);
+          return g;
+        };
+      }
+      const v = Reflect.get(target, prop, target) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+  const catalog = new Catalog(failing);
+  await assert.rejects(catalog.register('api', 'i', { address: 'h', port: 1, ttl: 30 }), /disk on fire/);
+  assert.equal(granted.length, 1);
+  assert.equal(await store.leaseTimeToLive(granted[0]!), undefined, 'the lease is gone');
+});

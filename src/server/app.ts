@@ -2,7 +2,7 @@
  * The fastify application: JSON parsing, validation, origin and host checks, one log line per request,
  * errors as JSON, `/healthz`, `/readyz` and the `/v1` routes.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { Catalog } from '../catalog/index.js';
 import { ErrorCode, HttpRequestError } from '../errors/index.js';
 import type { Store } from '../store/index.js';
@@ -21,7 +21,7 @@ export interface AppOptions {
   readonly store: Store;
   readonly catalog: Catalog;
   readonly hub: WatchHub;
-  readonly logger: FastifyBaseLogger | boolean | { readonly level: string };
+  readonly logger: FastifyBaseLogger | NonNullable<FastifyServerOptions['logger']>;
   readonly bodyLimit: number;
   /** Host names the server answers to (the `Host` header); `undefined`: any. */
   readonly allowedHosts: ReadonlySet<string> | undefined;
@@ -44,7 +44,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   const { store, bodyLimit } = options;
   const logger = options.logger;
   const app = Fastify({
-    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger }),
+    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger: logger as NonNullable<FastifyServerOptions['logger']> }),
     // One line per request, written in onResponse below, instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,

@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join, resolve } from 'node:path';
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 import { Catalog, HealthChecker, type HealthCheckerOptions } from '../catalog/index.js';
 import { InvalidOptionError, SpoflessError, ErrorCode } from '../errors/index.js';
 import { SqliteStore, type Store } from '../store/index.js';
@@ -34,9 +34,10 @@ export interface ControlPlaneOptions {
   readonly closeStore?: boolean;
   /**
    * Request logs, one JSON line per request at `info` (pino): `true`, `false`, pino options such as
-   * `{ level: 'warn' }`, or a pino-compatible logger. Default: `true`, or `false` under `node --test`.
+   * `{ level: 'warn' }` or `{ level: 'info', stream }`, or a pino-compatible logger. Default: `true`,
+   * or `false` under `node --test`.
    */
-  readonly logger?: boolean | { readonly level: string } | FastifyBaseLogger;
+  readonly logger?: NonNullable<FastifyServerOptions['logger']> | FastifyBaseLogger;
   /** Run active health checks here (the next issue runs them on the elected leader only). Default true. */
   readonly healthChecks?: boolean | Omit<HealthCheckerOptions, 'store' | 'logger'>;
   /** Watch streams: the unread-bytes bound of a subscriber (default 4 MiB) and the ping interval (default 15 s). */
