@@ -56,6 +56,9 @@ test('three replicas: SIGKILL is seen within TTL + 1 s, SIGTERM drains without l
   subs.forEach((s) => s.dispose());
   t.diagnostic(`SIGKILLed instance left each watcher after ${goneAfter.join(', ')} ms (TTL ${TTL_S * 1000} ms)`);
   for (const ms of goneAfter) assert.ok(ms! <= TTL_S * 1000 + 1000, `seen gone after ${ms} ms`);
+  // The others are alive and registered (renewing their leases all along).
+  for (const w of watchers) assert.deepEqual(w.instances.map((i) => i.id).sort(), ['r2', 'r3']);
+  assert.ok(r2.child.proc.exitCode === null && r3.child.proc.exitCode === null, `replicas exited: ${r2.child.stderr.join(' | ')}`);
 
   // ---- 2. SIGTERM under load: drains, no call lost ------------------------------------------------
   const caller = watchers[1]!;

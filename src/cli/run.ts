@@ -21,13 +21,6 @@ export interface CliIo {
   readonly signal?: AbortSignal;
 }
 
-/** What `up` needs from the server module (loaded only by `up`, so other commands start fast). */
-interface ControlPlaneHandle {
-  readonly url: string;
-  close(): Promise<void>;
-}
-type StartControlPlane = (options: { host: string; port: number; dataDir: string }) => Promise<ControlPlaneHandle>;
-
 const USAGE = `usage: spofless <command> [options]
 
 commands:
@@ -202,9 +195,8 @@ async function up(values: Values, args: readonly string[], io: CliIo): Promise<n
   if (!/^\d+$/.test(values.port ?? '0') || port > 65535) throw new UsageError(`--port must be 0 to 65535; got '${values.port}'`);
   const host = values.host ?? '127.0.0.1';
   const dataDir = values.data ?? './.spofless';
-  // A variable specifier: the server (fastify, SQLite) loads only for `up`.
-  const serverModule = '../server/index.js';
-  const { startControlPlane } = (await import(serverModule)) as { startControlPlane: StartControlPlane };
+  // Loaded here, not at the top: the server (fastify, SQLite) is only for `up`; other commands start fast.
+  const { startControlPlane } = await import('../server/index.js');
   const cp = await startControlPlane({ host, port, dataDir });
   if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, dataDir })}\n`);
   else io.stdout.write(`spofless listening on ${cp.url}\n`);

@@ -46,6 +46,18 @@ test('registers under a lease it grants, renews at TTL/3 with jitter, and re-reg
   assert.equal(reg.state, 'active');
 });
 
+test('a TTL whose third is not a whole number of ms renews too (a fractional timer deadline once crashed the renewal)', async (t) => {
+  const cp = await new FakeControlPlane().start();
+  t.after(() => cp.stop());
+  const client = new ControlPlaneClient({ url: cp.url });
+  t.after(() => client.close());
+  const reg = await client.register(me, { ttl: 2, random: () => 0 });
+  const events: RegistrationEvent[] = [];
+  reg.onEvent((e) => events.push(e));
+  await until(() => events.some((e) => e.type === 'renewed'));
+  assert.deepEqual(events.map((e) => e.type), ['renewed']);
+});
+
 test('renewal failures while the control plane is down are retried sooner; it re-registers when back', async (t) => {
   const cp = await new FakeControlPlane().start();
   t.after(() => cp.stop());

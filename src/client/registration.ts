@@ -234,7 +234,7 @@ export class Registration {
 
     const sequence = async (): Promise<CloseResult> => {
       // Every control-plane step is bounded: a control plane that is down must not hold the exit.
-      const step = AbortSignal.timeout(Math.max(1_000, Math.min(5_000, grace)));
+      const step = AbortSignal.timeout(Math.ceil(Math.max(1_000, Math.min(5_000, grace))));
       if (drainFirst) {
         try {
           await this.drain(step);
@@ -245,7 +245,7 @@ export class Registration {
         await sleep(drainDelay, new AbortController().signal);
       }
       try {
-        await this.deregister(AbortSignal.timeout(Math.max(1_000, Math.min(5_000, grace))));
+        await this.deregister(AbortSignal.timeout(Math.ceil(Math.max(1_000, Math.min(5_000, grace)))));
         log(`deregistered ${this.service}/${this.id}`);
       } catch (err) {
         this.#stop();
@@ -332,7 +332,7 @@ export class Registration {
 
   async #tick(): Promise<void> {
     if (this.#state === 'closed') return;
-    const deadline = AbortSignal.timeout(Math.max(500, (this.ttl * 1000) / 3));
+    const deadline = AbortSignal.timeout(Math.ceil(Math.max(500, (this.ttl * 1000) / 3)));
     try {
       if (this.#state === 'active') {
         try {
