@@ -526,3 +526,15 @@ test('property: a result from an earlier generation never changes state', async 
     { numRuns: 200 },
   );
 });
+
+test('breakers made from one options object follow later changes to it', async () => {
+  const options: { window: { type: 'count'; size: number }; minimumCalls: number; clock: ManualClock } = { window: { type: 'count', size: 10 }, minimumCalls: 2, clock: new ManualClock() };
+  const a = new CircuitBreaker(options);
+  options.minimumCalls = 5; // changed between two constructions: the second breaker must see it
+  const b = new CircuitBreaker(options);
+  options.window.size = 0; // nested change: now invalid
+  assert.throws(() => new CircuitBreaker(options), /"window.size" must be an integer >= 1 and <= 1000000; got 0/);
+  for (const x of [a, b]) for (let i = 0; i < 2; i++) await x.tryExecute(boom);
+  assert.equal(a.state, 'open');
+  assert.equal(b.state, 'closed', 'b waits for 5 calls');
+});

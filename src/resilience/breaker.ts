@@ -132,17 +132,22 @@ type State =
   | { readonly value: 'isolated'; holds: number; error: IsolatedCircuitError | undefined }
   | { readonly value: 'disabled' };
 
-/** Calls that started in one clock tick of one generation: they share their bookkeeping. */
+type ResultHandler = (outcome: unknown) => Result<unknown> | Promise<Result<unknown>>;
+
+/** Calls that started close together in one generation: they share their bookkeeping. */
 interface Cohort {
   readonly start: number;
   readonly gen: number;
   inflight: number;
   /** Set once the cohort's in-flight calls were counted as slow (or reclaimed): later results are ignored. */
   counted: boolean;
+  /** The next younger cohort waiting for the overdue check (slow-call detection only). */
+  next: Cohort | undefined;
   readonly ok: (value: unknown) => unknown;
   readonly err: (error: unknown) => unknown;
-  readonly okResult: (value: unknown) => Result<unknown> | Promise<Result<unknown>>;
-  readonly errResult: (error: unknown) => Result<unknown> | Promise<Result<unknown>>;
+  /** The no-throw handlers, made when `tryExecute` first needs them: most breakers use one style. */
+  okResult: ResultHandler | undefined;
+  errResult: ResultHandler | undefined;
 }
 
 /** Options after validation; shared by every breaker of a `BreakerGroup`. */
@@ -279,8 +284,9 @@ export class CircuitBreaker<F = never> {
   #state: State = CLOSED;
   #gen = 0;
   #cohort: Cohort | undefined;
-  /** Cohorts of the current closed/disabled generation that may still have calls in flight, oldest first. */
-  #live: Cohort[] | undefined;
+  /** Cohorts of the current closed/disabled generation not yet checked for overdue calls, oldest first. */
+  #oldest: Cohort | undefined;
+  #youngest: Cohort | undefined;
   #inflight = 0;
   #rejected = 0;
   /** Slow-call detection is on: calls need start times. */
@@ -295,7 +301,7 @@ export class CircuitBreaker<F = never> {
   #onReject: Emitter<RejectEvent> | undefined;
 
   constructor(options: CircuitBreakerOptions<F> | NormalizedBreakerOptions<F> = {}) {
-    this.#o = isNormalized(options) ? options : normalizeBreakerOptions(options);
+    this.#o = isNormalized(options) ? options : validatedOptions(options);
     const w = this.#o.window;
     const now = this.#o.clock.now();
     this.#window = w.type === 'count' ? new CountWindow(w.size) : new TimeWindow(w.duration, w.buckets, now);
@@ -346,7 +352,11 @@ export class CircuitBreaker<F = never> {
     if (signal?.aborted === true) return Promise.resolve({ ok: false, error: abortedBy(signal) });
     if (st.value === 'closed' || st.value === 'disabled') {
       const c = this.#admit();
-      if (c !== undefined) return this.#call(fn, signal, c).then(c.okResult, c.errResult) as Promise<Result<T | F>>;
+      if (c !== undefined) return this.#tryCall(fn, signal, c) as Promise<Result<T | F>>;
+    } else if (st.value === 'open' && st.result !== undefined && this.#o.clock.now() - st.openedAt < st.openFor && this.#quietRejects()) {
+      // The common refusal, kept lean: the shared resolved result, no error, no allocation.
+      this.#rejected++;
+      return st.result;
     }
     return this.#slowPath(fn, signal, true) as Promise<Result<T | F>>;
   }
@@ -430,6 +440,16 @@ export class CircuitBreaker<F = never> {
 
   // ---- internals -------------------------------------------------------------------------------
 
+  /** True when a refusal has no listener, no channel subscriber and no fallback to serve. */
+  #quietRejects(): boolean {
+    return this.#onReject === undefined && !channels.breakerReject.hasSubscribers && this.#o.fallback === undefined;
+  }
+
+  #tryCall(fn: Operation<unknown>, signal: AbortSignal | undefined, c: Cohort): Promise<Result<unknown>> {
+    if (c.okResult === undefined) this.#addResultHandlers(c);
+    return this.#call(fn, signal, c).then(c.okResult, c.errResult);
+  }
+
   /** Starts `fn` and always returns a promise, turning a synchronous throw into a rejection. */
   #call<T>(fn: Operation<T>, signal: AbortSignal | undefined, c: Cohort): Promise<T> {
     c.inflight++;
@@ -456,7 +476,9 @@ export class CircuitBreaker<F = never> {
       this.#countOverdue(now);
       if (this.#state.value !== 'closed' && this.#state.value !== 'disabled') return undefined;
       const fresh = this.#newCohort(now);
-      (this.#live ??= []).push(fresh);
+      if (this.#youngest === undefined) this.#oldest = fresh;
+      else this.#youngest.next = fresh;
+      this.#youngest = fresh;
       return fresh;
     }
     // Without slow-call detection a cohort needs no start time: one per generation will do.
@@ -465,37 +487,51 @@ export class CircuitBreaker<F = never> {
   }
 
   #newCohort(start: number): Cohort {
-    const gen = this.#gen;
+    const o = this.#o;
     const c: Cohort = {
       start,
-      gen,
+      gen: this.#gen,
       inflight: 0,
       counted: false,
-      ok: (value) => {
-        const failed = this.#o.isFailureResult?.(value) === true;
-        this.#settle(c, failed, undefined, value);
-        if (failed && this.#o.fallbackOnFailure && this.#o.fallback !== undefined) return this.#o.fallback(value);
-        return value;
-      },
+      next: undefined,
+      // Without a result predicate every value is a success: the common case gets the shortest handler.
+      ok:
+        o.isFailureResult === undefined
+          ? (value) => {
+              this.#settle(c, false, undefined, value);
+              return value;
+            }
+          : (value) => {
+              const failed = o.isFailureResult!(value) === true;
+              this.#settle(c, failed, undefined, value);
+              if (failed && o.fallbackOnFailure && o.fallback !== undefined) return o.fallback(value);
+              return value;
+            },
       err: (error) => {
-        this.#settle(c, this.#o.isFailure(error), error, undefined);
-        if (this.#o.fallbackOnFailure && this.#o.fallback !== undefined && !isAbort(error)) return this.#o.fallback(error);
+        this.#settle(c, o.isFailure(error), error, undefined);
+        if (o.fallbackOnFailure && o.fallback !== undefined && !isAbort(error)) return o.fallback(error);
         throw error;
       },
-      okResult: (value) => {
-        const failed = this.#o.isFailureResult?.(value) === true;
-        this.#settle(c, failed, undefined, value);
-        if (failed && this.#o.fallbackOnFailure && this.#o.fallback !== undefined) return this.#fallbackResult(value);
-        return { ok: true, value };
-      },
-      errResult: (error) => {
-        this.#settle(c, this.#o.isFailure(error), error, undefined);
-        if (this.#o.fallbackOnFailure && this.#o.fallback !== undefined && !isAbort(error)) return this.#fallbackResult(error);
-        return { ok: false, error };
-      },
+      okResult: undefined,
+      errResult: undefined,
     };
     this.#cohort = c;
     return c;
+  }
+
+  #addResultHandlers(c: Cohort): void {
+    const o = this.#o;
+    c.okResult = (value) => {
+      const failed = o.isFailureResult?.(value) === true;
+      this.#settle(c, failed, undefined, value);
+      if (failed && o.fallbackOnFailure && o.fallback !== undefined) return this.#fallbackResult(value);
+      return { ok: true, value };
+    };
+    c.errResult = (error) => {
+      this.#settle(c, o.isFailure(error), error, undefined);
+      if (o.fallbackOnFailure && o.fallback !== undefined && !isAbort(error)) return this.#fallbackResult(error);
+      return { ok: false, error };
+    };
   }
 
   async #fallbackResult(cause: unknown): Promise<Result<unknown>> {
@@ -514,7 +550,8 @@ export class CircuitBreaker<F = never> {
     const o = this.#o;
     const st = this.#state;
     const now = this.#needsTime ? o.clock.now() : 0;
-    const slow = this.#timed && now - c.start >= o.slowCallDuration;
+    // slowCallDuration is Infinity when detection is off, so this is false then.
+    const slow = now - c.start >= o.slowCallDuration;
     if (failed) this.#emitFailure(error, value, slow);
     else if (this.#onSuccess !== undefined || channels.breakerSuccess.hasSubscribers) this.#emitSuccess(slow);
     if (st.value === 'half-open') {
@@ -537,22 +574,22 @@ export class CircuitBreaker<F = never> {
 
   /** Counts calls running past slowCallDuration as slow, once, without waiting for them to settle. */
   #countOverdue(now: number): void {
-    const live = this.#live;
-    if (live === undefined || live.length === 0) return;
     const limit = now - this.#o.slowCallDuration;
-    let drop = 0;
     let counted = 0;
     // Cohorts are in start order: stop at the first one not yet overdue. Overdue ones leave the list,
     // counted if they still have calls in flight, so the scan costs what it drops.
-    for (; drop < live.length; drop++) {
-      const c = live[drop]!;
-      if (c.start > limit) break;
+    let c = this.#oldest;
+    while (c !== undefined && c.start <= limit) {
       if (c.inflight > 0 && !c.counted) {
         c.counted = true;
         counted += c.inflight;
       }
+      const next = c.next;
+      c.next = undefined;
+      c = next;
     }
-    if (drop > 0) live.splice(0, drop);
+    this.#oldest = c;
+    if (c === undefined) this.#youngest = undefined;
     if (counted > 0 && this.#state.value !== 'half-open') {
       this.#window.record(now, false, true, counted);
       if (this.#state.value === 'closed') this.#judge();
@@ -572,7 +609,7 @@ export class CircuitBreaker<F = never> {
     this.#state = next;
     this.#gen++;
     this.#cohort = undefined;
-    this.#live = undefined;
+    this.#oldest = this.#youngest = undefined;
     if (next.value === 'closed' && from !== 'disabled') this.#window.reset();
     if (this.#onState !== undefined || channels.breakerState.hasSubscribers) {
       const event: StateChangeEvent = { from, to: next.value, reason };
@@ -599,8 +636,7 @@ export class CircuitBreaker<F = never> {
           c = this.#newCohort(now);
           after.probes.push(c);
         }
-        const p = this.#call(fn, signal, c);
-        return asResult ? p.then(c.okResult, c.errResult) : p.then(c.ok, c.err);
+        return asResult ? this.#tryCall(fn, signal, c) : this.#call(fn, signal, c).then(c.ok, c.err);
       }
       if (after.value === 'closed' || after.value === 'disabled') {
         return asResult ? this.tryExecute(fn, signal) : this.execute(fn, signal);
@@ -697,6 +733,35 @@ function isNormalized<F>(o: CircuitBreakerOptions<F> | NormalizedBreakerOptions<
   return NORMALIZED.has(o);
 }
 const NORMALIZED = new WeakSet<object>();
+
+/**
+ * Breakers made from one options object share their validated options (about 280 bytes each
+ * otherwise): services often make many breakers from one constant. The cache remembers every value
+ * the options held, nested ones included, and is used only while they are all unchanged.
+ */
+const VALIDATED = new WeakMap<object, { readonly values: readonly unknown[]; readonly normalized: NormalizedBreakerOptions<unknown> }>();
+
+function optionValues(o: CircuitBreakerOptions<unknown>): unknown[] {
+  const w = o.window as Record<string, unknown> | undefined;
+  const od = o.openDuration as Record<string, unknown> | number | undefined;
+  const values: unknown[] = [w, od];
+  for (const k of KNOWN) if (k !== 'initialState') values.push(o[k]);
+  if (typeof w === 'object' && w !== null) values.push(w.type, w.size, w.duration, w.buckets);
+  if (typeof od === 'object' && od !== null) values.push(od.initial, od.max, od.multiplier);
+  return values;
+}
+
+function validatedOptions<F>(options: CircuitBreakerOptions<F>): NormalizedBreakerOptions<F> {
+  if (typeof options !== 'object' || options === null) return normalizeBreakerOptions(options);
+  const values = optionValues(options);
+  const hit = VALIDATED.get(options);
+  if (hit !== undefined && hit.values.length === values.length && hit.values.every((v, i) => Object.is(v, values[i]))) {
+    return hit.normalized as NormalizedBreakerOptions<F>;
+  }
+  const normalized = normalizeBreakerOptions(options);
+  VALIDATED.set(options, { values, normalized });
+  return normalized;
+}
 
 /** Validates options once and marks them, so `new CircuitBreaker(shared)` skips validation. */
 export function sharedBreakerOptions<F>(options: CircuitBreakerOptions<F> = {}): NormalizedBreakerOptions<F> {

@@ -87,8 +87,9 @@ export class CountWindow implements OutcomeWindow {
  * an outcome is forgotten between `duration - duration/buckets` and `duration` ms after it was seen.
  */
 export class TimeWindow implements OutcomeWindow {
-  // [calls, failures, slow] per bucket, one typed array to keep an idle breaker small.
-  readonly #counts: Uint32Array;
+  // [calls, failures, slow] per bucket in one array of small integers: a typed array would cost a
+  // separate backing store (~240 bytes more per breaker for 10 buckets).
+  readonly #counts: number[];
   readonly #width: number;
   readonly #n: number;
   #cur = 0;
@@ -100,7 +101,7 @@ export class TimeWindow implements OutcomeWindow {
   constructor(duration: number, buckets: number, now: number) {
     this.#n = buckets;
     this.#width = duration / buckets;
-    this.#counts = new Uint32Array(buckets * 3);
+    this.#counts = new Array<number>(buckets * 3).fill(0);
     this.#curStart = now;
   }
 
