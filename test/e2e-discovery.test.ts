@@ -92,6 +92,7 @@ test('three replicas: SIGKILL is seen within TTL + 1 s, SIGTERM drains without l
   await Promise.all(loops);
   drainSubs.forEach((s) => s.dispose());
   const total = [...servedBy.values()].reduce((a, b) => a + b, 0);
+  t.diagnostic(`r2 shutdown log: ${r2.child.stderr.join(' | ')}`);
   t.diagnostic(`SIGTERM drain took ${drainMs} ms; ${total} calls during the test, ${failures.length} failed; r2 served ${servedBy.get('r2')}`);
   assert.deepEqual(failures, []);
   assert.equal(exit.code, 0, `r2 exit ${JSON.stringify(exit)}; stderr ${r2.child.stderr.join(' | ')}`);
