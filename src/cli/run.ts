@@ -197,7 +197,9 @@ async function up(values: Values, args: readonly string[], io: CliIo): Promise<n
   const dataDir = values.data ?? './.spofless';
   // Loaded here, not at the top: the server (fastify, SQLite) is only for `up`; other commands start fast.
   const { startControlPlane } = await import('../server/index.js');
-  const cp = await startControlPlane({ host, port, dataDir });
+  // Request logs (JSON lines) go to stderr, so that stdout carries only what `up` says (its URL).
+  const logger = io.env.NODE_TEST_CONTEXT === undefined ? { level: 'info', stream: io.stderr as NodeJS.WritableStream } : false;
+  const cp = await startControlPlane({ host, port, dataDir, logger });
   if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, dataDir })}\n`);
   else io.stdout.write(`spofless listening on ${cp.url}\n`);
   await new Promise<void>((resolve) => {
