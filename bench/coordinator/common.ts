@@ -1,0 +1,59 @@
+/**
+ * What bench/coordinator.bench.ts shares with its child processes (bench/coordinator/*.ts): the
+ * messages on their IPC channels, a clock comparable across processes, and /proc readings.
+ */
+import { readFileSync } from 'node:fs';
+
+/** Milliseconds on CLOCK_MONOTONIC (process.hrtime): the same clock in every process on the machine. */
+export function monoMs(): number {
+  return Number(process.hrtime.bigint() / 1000n) / 1000;
+}
+
+/** Fan-out puts carry `fanout-<seq>` as their value; subscribers report receipts by seq. */
+export const VALUE_PREFIX = 'fanout-';
+
+export type WatchersIn =
+  | { readonly type: 'start'; readonly mode: 'spofless' | 'etcd'; readonly target: string; readonly prefix: string; readonly n: number }
+  | { readonly type: 'flush'; readonly seq: number };
+export type WatchersOut =
+  | { readonly type: 'ready'; readonly ms: number }
+  | { readonly type: 'received'; readonly seq: number; readonly at: number[]; readonly missing: number }
+  | { readonly type: 'error'; readonly message: string };
+
+export type HeartbeatsIn =
+  | { readonly type: 'start'; readonly url: string; readonly instances: number; readonly ttl: number; readonly connections: number }
+  | { readonly type: 'stats' };
+export interface HeartbeatStats {
+  readonly type: 'stats';
+  /** Instances registered so far, and how long registering all of them took (ms; 0 until done). */
+  readonly registered: number;
+  readonly registerMs: number;
+  readonly keepalivesOk: number;
+  readonly keepalivesFailed: number;
+  /** Keepalives answered 404: the lease had expired, so the instance was lost (and re-registered). */
+  readonly leasesLost: number;
+  /** Keepalives due but not yet sent: the load process falling behind. */
+  readonly backlog: number;
+  readonly lastError: string;
+}
+export type HeartbeatsOut = HeartbeatStats | { readonly type: 'error'; readonly message: string };
+
+/** User plus system CPU seconds a process (all its threads) has used, from /proc/<pid>/stat. */
+export function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name (which may contain spaces), counted from field 3 (state).
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const utime = Number(fields[11]);
+  const stime = Number(fields[12]);
+  return (utime + stime) / CLOCK_TICKS;
+}
+
+/** USER_HZ: 100 on every Linux this runs on (getconf CLK_TCK). */
+const CLOCK_TICKS = 100;
+
+/** Resident set size of a process in MiB (VmRSS), and its peak (VmHWM). */
+export function rssMiB(pid: number): { rss: number; peak: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
