@@ -67,6 +67,9 @@ export class SseStream {
       'cache-control': 'no-cache, no-transform',
       // nginx and kin buffer responses unless told not to; a watch must not wait in a proxy.
       'x-accel-buffering': 'no',
+      // When the stream ends (cut off, compacted, closing) the connection goes too: a client resumes on
+      // a new one, and a stuck one does not keep an idle keep-alive socket for a minute.
+      connection: 'close',
     });
     this.#res.flushHeaders();
   }
