@@ -44,7 +44,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   const { store, bodyLimit } = options;
   const logger = options.logger;
   const app = Fastify({
-    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger: logger as NonNullable<FastifyServerOptions['logger']> }),
+    ...(isLoggerInstance(logger) ? { loggerInstance: logger } : { logger }),
     // One line per request, written in onResponse below, instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
