@@ -7,7 +7,7 @@ import type { Catalog } from '../catalog/index.js';
 import { ErrorCode, HttpRequestError } from '../errors/index.js';
 import type { Store } from '../store/index.js';
 import { toHttpError } from './errors.js';
-import { registerRoutes } from './routes.js';
+import { closingError, registerRoutes } from './routes.js';
 import { validatorCompiler } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
 
@@ -48,7 +48,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
     // One line per request, written in onResponse below, instead of fastify's two.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit,
-    return503OnClosing: true,
+    // Our own 503 (below) answers in the API's error format.
+    return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
   }) as unknown as FastifyInstance;
@@ -72,6 +73,10 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
 
   app.addHook('onRequest', (req, _reply, done) => {
+    if (options.closing()) {
+      done(closingError());
+      return;
+    }
     const host = req.headers.host;
     if (options.allowedHosts !== undefined && (host === undefined || !options.allowedHosts.has(hostName(host)))) {
       // DNS rebinding: a page on evil.example resolving to 127.0.0.1 reaches us with its own Host.

@@ -322,9 +322,19 @@ export class WatchHub {
     const live = req.startRevision === undefined || req.startRevision - 1 >= shared.through;
     const sent = req.startRevision === undefined ? Math.max(current, shared.through) : req.startRevision - 1;
     const stream = new SseStream(res);
-    stream.open();
-    stream.write(readyFrame(req.startRevision === undefined ? sent : current));
-    const sub = new Subscriber(this, this.#store, { ...req, key }, stream, shared, sent, onEnd);
+    let sub: Subscriber;
+    try {
+      stream.open();
+      stream.write(readyFrame(req.startRevision === undefined ? sent : current));
+      sub = new Subscriber(this, this.#store, { ...req, key }, stream, shared, sent, onEnd);
+    } catch (err) {
+      // A shared watch made for this subscriber alone must not outlive it.
+      if (shared.members.size === 0) {
+        this.dropShared(shared);
+        shared.watch.close();
+      }
+      throw err;
+    }
     this.#subscribers.add(sub);
     if (live) sub.joinLive();
     else void sub.catchUp(req.startRevision);
