@@ -279,6 +279,8 @@ const DISABLED: State = Object.freeze({ value: 'disabled' });
  * ```
  */
 export class CircuitBreaker<F = never> {
+  /** Type-only: what the fallback resolves with (`never` without one), so `wrap` can type results. Always undefined. */
+  declare readonly fallbackType?: F;
   readonly #o: NormalizedBreakerOptions<F>;
   readonly #window: OutcomeWindow;
   #state: State = CLOSED;

@@ -173,5 +173,15 @@ test('types: the wrapped context is the intersection of the policies contexts', 
   void onlyTimeout.attempt;
   const plain: [ExtraResultOf<RetryPolicy>] extends [never] ? true : false = true;
   const withFallback: [ExtraResultOf<PolicyLike<PolicyContext, 'fallback'>>] extends [never] ? false : true = true;
-  assert.ok(retryContext && plain && withFallback);
+  const breakerFallback: ExtraResultOf<CircuitBreaker<{ stale: true }>> = { stale: true };
+  const plainBreaker: [ExtraResultOf<CircuitBreaker>] extends [never] ? true : false = true;
+  assert.ok(retryContext && plain && withFallback && breakerFallback && plainBreaker);
+});
+
+test('types: a breaker fallback joins the wrapped result type', async () => {
+  const policy = wrap(new RetryPolicy({ maxAttempts: 1 }), new CircuitBreaker({ fallbackValue: { stale: true as const } }));
+  const r: number | { stale: true } = await policy.execute(() => 1);
+  // @ts-expect-error -- the fallback may come back instead of a number
+  const n: number = await policy.execute(() => 1);
+  assert.deepEqual([r, n], [1, 1]);
 });

@@ -14,8 +14,7 @@
  * The order is the caller's choice and matters: a timeout outside a retry bounds all attempts together
  * (a deadline), inside it each attempt; a bulkhead inside a retry holds a slot per attempt, outside it
  * one for the whole call. Any object with the `Policy` `execute` signature can take part, including a
- * `CircuitBreaker`. A breaker with a fallback makes the result type `unknown` (see {@link ExtraResultOf}):
- * narrow it, or wrap the breaker without its fallback and apply the fallback outside.
+ * `CircuitBreaker`, whose fallback type joins the result type (see {@link ExtraResultOf}).
  *
  * The operation receives the contexts of all the policies merged into one object, outer fields first,
  * so `attempt` from a retry reaches it however deep the retry sits; `signal` is the innermost policy's,
@@ -71,17 +70,22 @@ type Probe = typeof _probe;
 export type ContextOf<P> = P extends { execute<T>(fn: Operation<T, infer C>, signal?: AbortSignal): Promise<unknown> } ? C : never;
 
 /**
- * `never` for a policy that resolves with the operation's own value only; `unknown` for one that may
- * resolve with something else (a breaker with a fallback). TypeScript erases a generic method's type
- * parameter when inferring from it, so the fallback's type itself cannot be read off `execute`.
+ * What a policy may resolve with besides the operation's own value: a `CircuitBreaker`'s fallback type
+ * (read from its type-only `fallbackType`), `never` for a policy that resolves with the operation's
+ * value only, `unknown` for any other policy that may resolve with something else (TypeScript erases a
+ * generic method's type parameter when inferring from it, so it cannot be read off `execute`).
  *
  * @example
  * ```ts
  * type A = ExtraResultOf<RetryPolicy>; // never
- * type B = ExtraResultOf<CircuitBreaker<{ stale: true }>>; // unknown
+ * type B = ExtraResultOf<CircuitBreaker<{ stale: true }>>; // { stale: true }
  * ```
  */
-export type ExtraResultOf<P> = P extends { execute(fn: Operation<Probe, PolicyContext>, signal?: AbortSignal): Promise<Probe> } ? never : unknown;
+export type ExtraResultOf<P> = P extends { readonly fallbackType?: infer F }
+  ? F
+  : P extends { execute(fn: Operation<Probe, PolicyContext>, signal?: AbortSignal): Promise<Probe> }
+    ? never
+    : unknown;
 
 type Intersection<U> = (U extends unknown ? (u: U) => void : never) extends (i: infer I) => void ? I : never;
 
