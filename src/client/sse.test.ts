@@ -55,3 +55,15 @@ test('an incomplete last message is not dispatched; an id with NUL is ignored', 
     { event: 'message', data: 'b', id: '1' },
   ]);
 });
+
+test('a data line of megabytes arriving in small chunks costs linear time (catch-up frames can be that big)', () => {
+  const payload = 'x'.repeat(8 * 1024 * 1024);
+  const bytes = new TextEncoder().encode(`id: 9\nevent: events\ndata: ${payload}\n\n`);
+  let got: SseMessage | undefined;
+  const p = new SseParser({ onMessage: (m) => (got = m) });
+  const t0 = performance.now();
+  for (let i = 0; i < bytes.length; i += 16 * 1024) p.push(bytes.subarray(i, i + 16 * 1024));
+  const ms = performance.now() - t0;
+  assert.equal(got?.data.length, payload.length);
+  assert.ok(ms < 1_000, `${Math.round(ms)} ms`);
+});

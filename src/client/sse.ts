@@ -33,7 +33,8 @@ export interface SseParserCallbacks {
 export class SseParser {
   readonly #cb: SseParserCallbacks;
   readonly #decoder = new TextDecoder('utf-8');
-  #buffer = '';
+  /** Pieces of the current, unfinished line. */
+  #pending: string[] = [];
   #lastCr = false;
   #first = true;
   #event = '';
@@ -49,7 +50,10 @@ export class SseParser {
     return this.#id;
   }
 
-  /** Feeds bytes (decoded as a UTF-8 stream) or already-decoded text. */
+  /**
+   * Feeds bytes (decoded as a UTF-8 stream) or already-decoded text. Only the new text is scanned: a
+   * line spanning many chunks (a catch-up frame of megabytes) costs time linear in its length.
+   */
   push(chunk: Uint8Array | string): void {
     let text = typeof chunk === 'string' ? chunk : this.#decoder.decode(chunk, { stream: true });
     if (this.#first && text.length > 0) {
@@ -58,30 +62,36 @@ export class SseParser {
     }
     if (text.length === 0) return;
     // A CR ended the previous chunk: an LF opening this one belongs to that line end.
-    if (this.#lastCr && text.charCodeAt(0) === 10) text = text.slice(1);
+    let start = this.#lastCr && text.charCodeAt(0) === 10 ? 1 : 0;
     this.#lastCr = false;
-    let buf = this.#buffer + text;
-    let start = 0;
-    for (let i = 0; i < buf.length; i++) {
-      const c = buf.charCodeAt(i);
+    for (let i = start; i < text.length; i++) {
+      const c = text.charCodeAt(i);
       if (c !== 10 && c !== 13) continue;
-      this.#line(buf.slice(start, i));
+      const piece = text.slice(start, i);
+      let line: string;
+      if (this.#pending.length === 0) {
+        line = piece;
+      } else {
+        this.#pending.push(piece);
+        line = this.#pending.join('');
+        this.#pending = [];
+      }
+      this.#line(line);
       if (c === 13) {
-        if (i + 1 < buf.length) {
-          if (buf.charCodeAt(i + 1) === 10) i++;
+        if (i + 1 < text.length) {
+          if (text.charCodeAt(i + 1) === 10) i++;
         } else {
           this.#lastCr = true;
         }
       }
       start = i + 1;
     }
-    buf = buf.slice(start);
-    this.#buffer = buf;
+    if (start < text.length) this.#pending.push(text.slice(start));
   }
 
   /** Ends the stream: an incomplete last message is dropped, as the standard says. */
   end(): void {
-    this.#buffer = '';
+    this.#pending = [];
     this.#event = '';
     this.#data = [];
   }
