@@ -71,8 +71,9 @@ test('a watch cut off as a slow subscriber resumes from its last revision with n
   const revisions: number[] = [];
   let cut: unknown;
   while (revisions.length < N) {
-    const { value: msg, done } = await it.next();
-    assert.equal(done, false);
+    const next = await it.next();
+    assert.equal(next.done, false);
+    const msg = next.value;
     if (msg.type === 'events') for (const e of msg.events) revisions.push(e.kv.modRevision);
     if (msg.type === 'disconnected') {
       cut ??= msg.error;
