@@ -272,6 +272,8 @@ test('origin and host checks refuse cross-site requests; /healthz, /readyz', asy
   assert.equal((JSON.parse(rebound.body) as { error: { code: string } }).error.code, 'SPOF_ERR_HTTP_FORBIDDEN');
   const same = await call(url, 'GET', '/healthz', undefined, { origin: url });
   assert.deepEqual(same.body, { ok: true });
+  assert.equal((await fetch(`${url}/healthz`, { method: 'HEAD' })).status, 200);
+  assert.equal((await fetch(`${url}/v1/watch?prefix=/`, { method: 'HEAD' })).status, 404);
   assert.equal((await call(url.replace('127.0.0.1', 'localhost'), 'GET', '/healthz')).status, 200);
   assert.equal(await store.get('/x'), undefined);
   const ready = await call(url, 'GET', '/readyz');
@@ -311,6 +313,7 @@ test('startControlPlane: options checked, data dir created, close() idempotent a
   const dir = join(root, 'nested', 'data');
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const cp = await startControlPlane({ port: 0, dataDir: dir, logger: false });
+  t.after(() => cp.close());
   assert.match(cp.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   assert.ok(existsSync(join(dir, 'store.db')));
   await assert.rejects(startControlPlane({ port: cp.port, dataDir: `${dir}-2`, logger: false }), /cannot listen on 127.0.0.1:\d+ \(EADDRINUSE\)/);

@@ -52,6 +52,8 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
+    // No automatic HEAD for every GET: a HEAD of /v1/watch would open a stream with no body.
+    exposeHeadRoutes: false,
   }) as unknown as FastifyInstance;
 
   app.setValidatorCompiler(validatorCompiler);
@@ -117,16 +119,20 @@ export function buildApp(options: AppOptions): FastifyInstance {
     });
   });
 
-  app.get('/healthz', () => Promise.resolve({ ok: true }));
+  app.route({ method: ['GET', 'HEAD'], url: '/healthz', handler: () => Promise.resolve({ ok: true }) });
 
-  app.get('/readyz', async (_req, reply) => {
-    if (options.closing()) return reply.code(503).send({ ok: false, reason: 'closing' });
-    try {
-      const { revision } = await store.range('', { limit: 1, keysOnly: true });
-      return { ok: true, revision };
-    } catch (err) {
-      return reply.code(503).send({ ok: false, reason: err instanceof Error ? err.message : String(err) });
-    }
+  app.route({
+    method: ['GET', 'HEAD'],
+    url: '/readyz',
+    handler: async (_req, reply) => {
+      if (options.closing()) return reply.code(503).send({ ok: false, reason: 'closing' });
+      try {
+        const { revision } = await store.range('', { limit: 1, keysOnly: true });
+        return { ok: true, revision };
+      } catch (err) {
+        return reply.code(503).send({ ok: false, reason: err instanceof Error ? err.message : String(err) });
+      }
+    },
   });
 
   registerRoutes(app, { store, catalog: options.catalog, hub: options.hub });
