@@ -244,6 +244,7 @@ test('bad input: each gets a 4xx with a JSON error, and nothing is half-written'
     ['GET', '/v1/watch?prefix=/&revision=-1', undefined, 400, 'SPOF_ERR_INVALID_ARGUMENT', /query.revision must be >= 1/],
     ['GET', '/v1/watch?prefix=/', undefined, 400, 'SPOF_ERR_INVALID_ARGUMENT', /last-event-id must be a revision/, { 'last-event-id': 'abc' }],
     ['GET', '/v1/nothing-here', undefined, 404, 'SPOF_ERR_HTTP_NOT_FOUND', /no route GET \/v1\/nothing-here/],
+    ['GET', '/v1/leases/%ff', undefined, 400, 'SPOF_ERR_INVALID_ARGUMENT', /not a valid url component: percent-encode/],
   ];
   for (const [method, path, body, status, code, re, headers] of cases) {
     const a = await call(url, method, path, body, headers);

@@ -2,7 +2,7 @@
  * The fastify application: JSON parsing, validation, origin and host checks, one log line per request,
  * errors as JSON, `/healthz`, `/readyz` and the `/v1` routes.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyServerOptions } from 'fastify';
 import type { Catalog } from '../catalog/index.js';
 import { ErrorCode, HttpRequestError } from '../errors/index.js';
 import type { Store } from '../store/index.js';
@@ -52,6 +52,17 @@ export function buildApp(options: AppOptions): FastifyInstance {
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     routerOptions: { ignoreTrailingSlash: true },
+    // Errors the router raises before any hook (a URL that is not valid percent-encoded UTF-8), in
+    // the API's error format.
+    frameworkErrors: (error, _req, reply) => {
+      // The generic reply type of this hook cannot take a status; it is an ordinary reply.
+      void (reply as unknown as FastifyReply).code(400).send({
+        error: {
+          code: ErrorCode.InvalidArgument,
+          message: `${error.message}: percent-encode path segments as UTF-8`,
+        },
+      });
+    },
     // No automatic HEAD for every GET: a HEAD of /v1/watch would open a stream with no body.
     exposeHeadRoutes: false,
   }) as unknown as FastifyInstance;
