@@ -93,3 +93,21 @@ test('accepts a fastify-like object holding the server; rejects anything else wi
   // A server that never listened closes at once.
   assert.equal((await closeGracefully({ server })).forced, false);
 });
+
+test('a fastify app: closes through app.server, letting its request in flight finish', async () => {
+  const { default: Fastify } = await import('fastify');
+  const app = Fastify({ logger: false });
+  app.get('/slow', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    return { ok: true };
+  });
+  trackRequests(serverOf(app));
+  await app.listen({ port: 0, host: '127.0.0.1' });
+  const port = (app.server.address() as AddressInfo).port;
+  const pending = fetch(`http://127.0.0.1:${port}/slow`).then((r) => r.json() as Promise<{ ok: boolean }>);
+  await new Promise((r) => setTimeout(r, 50));
+  const result = await closeGracefully(app);
+  assert.deepEqual(await pending, { ok: true });
+  assert.equal(result.forced, false);
+  assert.equal(app.server.listening, false);
+});

@@ -113,7 +113,7 @@ export class Watch implements AsyncIterable<WatchMessage> {
     return this.#connected;
   }
 
-  /** `performance.now()`-style ms timestamp (from `Date.now()`) of the last byte received; 0 if none. */
+  /** `Date.now()` of the last byte received from the control plane; 0 if none yet. */
   get lastContact(): number {
     return this.#lastContact;
   }
