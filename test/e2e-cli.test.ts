@@ -66,6 +66,8 @@ test('every command against a live control plane, as tables and as --json', { ti
   for (const l of lines.slice(1)) assert.equal(l.indexOf('127.0.0.1'), col);
   r = await spofless(url, 'instances', 'web', '--status', 'passing', '--json');
   assert.deepEqual((JSON.parse(r.stdout) as { instances: Array<{ id: string }> }).instances.map((i) => i.id), ['web-1']);
+  r = await spofless(url, 'instances', 'web', '--status', 'passing,draining', '--json');
+  assert.deepEqual((JSON.parse(r.stdout) as { instances: Array<{ id: string }> }).instances.map((i) => i.id).sort(), ['web-1', 'web-2']);
   r = await spofless(url, 'instances', 'web', '--zone', 'b', '--json');
   assert.deepEqual((JSON.parse(r.stdout) as { instances: Array<{ id: string }> }).instances.map((i) => i.id), ['web-2']);
   r = await spofless(url, 'instances', 'nothing');

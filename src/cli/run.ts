@@ -24,14 +24,14 @@ export interface CliIo {
 const USAGE = `usage: spofless <command> [options]
 
 commands:
-  up [--host H] [--port P] [--data DIR]      run a control plane (default 127.0.0.1:7400, ./.spofless)
-  services                                    list services
-  instances <service> [--status S] [--zone Z] list a service's instances
-  kv get <key>                                print a value
-  kv put <key> <value>                        set a value ('-' reads it from stdin)
-  kv del <key> [--prefix]                     delete a key (or every key under a prefix)
-  kv ls [prefix] [--limit N] [--keys-only]    list keys
-  watch <prefix> [--revision N]               print changes until Ctrl-C
+  up [--host H] [--port P] [--data DIR]            run a control plane (default 127.0.0.1:7400, ./.spofless)
+  services                                         list services
+  instances <service> [--status S[,S]] [--zone Z]  list a service's instances
+  kv get <key>                                     print a value
+  kv put <key> <value>                             set a value ('-' reads it from stdin)
+  kv del <key> [--prefix]                          delete a key (or every key under a prefix)
+  kv ls [prefix] [--limit N] [--keys-only]         list keys
+  watch <prefix> [--revision N]                    print changes until Ctrl-C
 
 options:
   --url URL[,URL...]   control plane (default $SPOFLESS_URL, else ${DEFAULT_URL})
@@ -223,8 +223,9 @@ async function services(client: ControlPlaneClient, args: readonly string[], jso
 
 async function instances(client: ControlPlaneClient, args: readonly string[], values: Values, json: boolean, io: CliIo): Promise<number> {
   const [service] = exactly(args, ['service'], 'instances');
-  if (values.status !== undefined && !STATUSES.has(values.status)) {
-    throw new UsageError(`--status must be one of ${[...STATUSES].join(', ')}; got '${values.status}'`);
+  // One status or several, comma-separated (the API takes both).
+  if (values.status !== undefined && !values.status.split(',').every((s) => STATUSES.has(s))) {
+    throw new UsageError(`--status must be one or more (comma-separated) of ${[...STATUSES].join(', ')}; got '${values.status}'`);
   }
   const res = await client.instances(service!, {
     ...(values.status !== undefined ? { status: values.status as InstanceStatus } : {}),
