@@ -228,7 +228,7 @@ async function instances(client: ControlPlaneClient, args: readonly string[], va
     throw new UsageError(`--status must be one or more (comma-separated) of ${[...STATUSES].join(', ')}; got '${values.status}'`);
   }
   const res = await client.instances(service!, {
-    ...(values.status !== undefined ? { status: values.status as InstanceStatus } : {}),
+    ...(values.status !== undefined ? { status: values.status.split(',') as InstanceStatus[] } : {}),
     ...(values.zone !== undefined ? { zone: values.zone } : {}),
   });
   if (json) {

@@ -148,12 +148,14 @@ export class ControlPlaneClient {
     return this.#t.json('GET', '/v1/catalog/services', { signal: options.signal });
   }
 
+  /** A service's instances, optionally only those with one of the given statuses, or in one zone. */
   instances(
     service: string,
-    options: CallOptions & { status?: InstanceStatus; zone?: string } = {},
+    options: CallOptions & { status?: InstanceStatus | readonly InstanceStatus[]; zone?: string } = {},
   ): Promise<{ instances: Instance[]; revision: number }> {
-    const { signal, ...q } = options;
-    return this.#t.json('GET', `/v1/catalog/services/${encodeURIComponent(service)}/instances`, { query: q, signal });
+    const { signal, status, zone } = options;
+    const query = { status: Array.isArray(status) ? status.join(',') : (status as string | undefined), zone };
+    return this.#t.json('GET', `/v1/catalog/services/${encodeURIComponent(service)}/instances`, { query, signal });
   }
 
   /** One registration call, without keep-alive (see `register()` for that). */
