@@ -538,3 +538,20 @@ test('breakers made from one options object follow later changes to it', async (
   assert.equal(a.state, 'open');
   assert.equal(b.state, 'closed', 'b waits for 5 calls');
 });
+
+test('with the default coarse clock, a call that waits on a timer is timed and a quick one is not slow', async () => {
+  const b = new CircuitBreaker({ window: { type: 'time', duration: 10_000 }, minimumCalls: 1_000, slowCallDuration: 200 });
+  const sleep = (ms: number): Promise<string> => new Promise((r) => setTimeout(() => r('slept'), ms));
+  await Promise.all(Array.from({ length: 5 }, () => b.execute(async () => 'quick')));
+  assert.equal(b.metrics().slow, 0);
+  assert.equal(await b.execute(() => sleep(300)), 'slept');
+  assert.equal(b.metrics().slow, 1, 'a 300 ms call is slow against 200 ms');
+  await Promise.all(Array.from({ length: 5 }, () => b.execute(() => sleep(1))));
+  assert.equal(b.metrics().slow, 1, '1 ms calls are not');
+  // Calls hanging past the threshold are counted by the next call that starts.
+  const hung = [1, 2, 3].map(() => b.tryExecute(() => new Promise<string>(() => undefined)));
+  await sleep(300);
+  await b.execute(async () => 'next');
+  assert.equal(b.metrics().slow, 4);
+  void hung;
+});

@@ -23,7 +23,7 @@
  * a call allocates nothing of its own; the clock is the coarse one (see clock.ts), read lazily.
  */
 import { AbortedError, BrokenCircuitError, IsolatedCircuitError, InvalidOptionError, isSpoflessError, ErrorCode } from '../errors/index.js';
-import { coarseClock, type Clock } from './clock.js';
+import { coarseClock, coarseEpoch, type Clock } from './clock.js';
 import { channels } from './diagnostics.js';
 import { Emitter, type Disposable } from './events.js';
 import { DEFAULT_CONTEXT, type Operation, type PolicyContext, type Result } from './policy.js';
@@ -127,7 +127,16 @@ export interface BreakerMetrics {
 
 type State =
   | { readonly value: 'closed' }
-  | { readonly value: 'open'; readonly openedAt: number; readonly openFor: number; readonly attempt: number; error: BrokenCircuitError | undefined; result: Promise<Result<never>> | undefined }
+  | {
+      readonly value: 'open';
+      readonly openedAt: number;
+      readonly openFor: number;
+      readonly attempt: number;
+      error: BrokenCircuitError | undefined;
+      /** Made once per open period and shared by every refusal: no allocation, no rejection tracking. */
+      result: Promise<Result<never>> | undefined;
+      rejection: Promise<never> | undefined;
+    }
   | { readonly value: 'half-open'; readonly attempt: number; started: number; done: number; failures: number; slow: number; readonly probes: Cohort[] }
   | { readonly value: 'isolated'; holds: number; error: IsolatedCircuitError | undefined }
   | { readonly value: 'disabled' };
@@ -143,6 +152,9 @@ interface Cohort {
   counted: boolean;
   /** The next younger cohort waiting for the overdue check (slow-call detection only). */
   next: Cohort | undefined;
+  /** The coarse clock's epoch when `seen` was read: while it holds, `seen` is still the time. */
+  epoch: number;
+  seen: number;
   readonly ok: (value: unknown) => unknown;
   readonly err: (error: unknown) => unknown;
   /** The no-throw handlers, made when `tryExecute` first needs them: most breakers use one style. */
@@ -185,6 +197,7 @@ function isAbort(error: unknown): boolean {
   );
 }
 const countsAll = (error: unknown): boolean => !isAbort(error);
+const ignore = (): void => undefined;
 
 function abortedBy(signal: AbortSignal): AbortedError {
   return new AbortedError('the call was aborted before it started', { cause: signal.reason });
@@ -297,6 +310,8 @@ export class CircuitBreaker<F = never> {
   readonly #needsTime: boolean;
   /** Calls starting within this many ms of a cohort's first call join it: slowCallDuration / 64. */
   readonly #quantum: number;
+  /** The clock is the shared coarse one, so its epoch tells when a remembered time is still current. */
+  readonly #coarse: boolean;
   #onState: Emitter<StateChangeEvent> | undefined;
   #onSuccess: Emitter<SuccessEvent> | undefined;
   #onFailure: Emitter<FailureEvent> | undefined;
@@ -310,6 +325,7 @@ export class CircuitBreaker<F = never> {
     this.#timed = Number.isFinite(this.#o.slowCallDuration);
     this.#needsTime = this.#timed || w.type === 'time';
     this.#quantum = this.#timed ? this.#o.slowCallDuration / COHORT_SLICES : Infinity;
+    this.#coarse = this.#o.clock === coarseClock;
     const initial = isNormalized(options) ? undefined : options.initialState;
     if (initial !== undefined) this.#restore(initial, now);
   }
@@ -472,12 +488,16 @@ export class CircuitBreaker<F = never> {
   #admit(): Cohort | undefined {
     const c = this.#cohort;
     if (this.#timed) {
-      const now = this.#o.clock.now();
+      // Same epoch: `seen` is still the time, and no clock call is needed to know the cohort is young.
+      if (c !== undefined && this.#coarse && c.epoch === coarseEpoch && c.seen - c.start < this.#quantum && c.gen === this.#gen) return c;
+      const now = this.#now(c);
       if (c !== undefined && now - c.start < this.#quantum && c.gen === this.#gen) return c;
       // A new cohort: the moment to notice calls that have been running too long.
       this.#countOverdue(now);
       if (this.#state.value !== 'closed' && this.#state.value !== 'disabled') return undefined;
       const fresh = this.#newCohort(now);
+      fresh.epoch = coarseEpoch;
+      fresh.seen = now;
       if (this.#youngest === undefined) this.#oldest = fresh;
       else this.#youngest.next = fresh;
       this.#youngest = fresh;
@@ -496,6 +516,8 @@ export class CircuitBreaker<F = never> {
       inflight: 0,
       counted: false,
       next: undefined,
+      epoch: -1,
+      seen: start,
       // Without a result predicate every value is a success: the common case gets the shortest handler.
       ok:
         o.isFailureResult === undefined
@@ -551,7 +573,7 @@ export class CircuitBreaker<F = never> {
     if (c.gen !== this.#gen || c.counted) return;
     const o = this.#o;
     const st = this.#state;
-    const now = this.#needsTime ? o.clock.now() : 0;
+    const now = this.#needsTime ? (this.#coarse && c.epoch === coarseEpoch ? c.seen : this.#now(c)) : 0;
     // slowCallDuration is Infinity when detection is off, so this is false then.
     const slow = now - c.start >= o.slowCallDuration;
     if (failed) this.#emitFailure(error, value, slow);
@@ -563,6 +585,16 @@ export class CircuitBreaker<F = never> {
     const w = this.#window;
     w.record(now, failed, slow);
     if (st.value === 'closed') this.#judge();
+  }
+
+  /** Reads the clock, and remembers the reading on `c` with the coarse clock's epoch. */
+  #now(c: Cohort | undefined): number {
+    const now = this.#o.clock.now();
+    if (c !== undefined) {
+      c.epoch = coarseEpoch;
+      c.seen = now;
+    }
+    return now;
   }
 
   /** Opens the circuit if the window's rates say so. */
@@ -603,7 +635,7 @@ export class CircuitBreaker<F = never> {
     // Read here, not passed in: the settle path skips the clock when nothing else needs it.
     const now = o.clock.now();
     const openFor = Math.min(o.openMax, o.openInitial * o.openMultiplier ** attempt);
-    this.#transition({ value: 'open', openedAt: now, openFor, attempt, error: undefined, result: undefined }, reason);
+    this.#transition({ value: 'open', openedAt: now, openFor, attempt, error: undefined, result: undefined, rejection: undefined }, reason);
   }
 
   #transition(next: State, reason: StateChangeEvent['reason']): void {
@@ -683,7 +715,16 @@ export class CircuitBreaker<F = never> {
     }
     const fb = this.#o.fallback;
     if (fb !== undefined) return asResult ? this.#fallbackResult(error) : new Promise((resolve) => resolve(fb(error)));
-    if (!asResult) return Promise.reject(error);
+    if (!asResult) {
+      if (st.value !== 'open') return Promise.reject(error);
+      if (st.rejection === undefined) {
+        // Handled once here so that sharing it never reports an unhandled rejection; each caller's own
+        // await still throws.
+        st.rejection = Promise.reject(error);
+        st.rejection.catch(ignore);
+      }
+      return st.rejection;
+    }
     if (st.value === 'open') return (st.result ??= Promise.resolve({ ok: false, error }));
     return Promise.resolve({ ok: false, error });
   }
@@ -715,14 +756,14 @@ export class CircuitBreaker<F = never> {
         return;
       case 'isolated':
         // An isolation belongs to whoever holds its handle, which a snapshot cannot carry: restore as open.
-        this.#state = { value: 'open', openedAt: now, openFor: this.#o.openInitial, attempt, error: undefined, result: undefined };
+        this.#state = { value: 'open', openedAt: now, openFor: this.#o.openInitial, attempt, error: undefined, result: undefined, rejection: undefined };
         return;
       case 'open':
       case 'half-open': {
         // Half-open restores as open for whatever is left (its probes did not survive the restart).
         const remaining = checkNumber(OWNER, 'initialState.remainingOpenMs', s.remainingOpenMs, { min: 0 }, 0);
         const openFor = Math.min(this.#o.openMax, this.#o.openInitial * this.#o.openMultiplier ** attempt);
-        this.#state = { value: 'open', openedAt: now - Math.max(0, openFor - remaining), openFor, attempt, error: undefined, result: undefined };
+        this.#state = { value: 'open', openedAt: now - Math.max(0, openFor - remaining), openFor, attempt, error: undefined, result: undefined, rejection: undefined };
         return;
       }
       default:

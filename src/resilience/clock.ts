@@ -25,8 +25,16 @@ export const COARSE_REFRESH_READS = 64;
 let cached = 0;
 let fresh = false;
 let readsLeft = 0;
+/**
+ * Changes whenever the coarse clock's value may have: at each real read and at the end of each turn.
+ * While it is unchanged, `coarseClock.now()` returns the same value, so a caller that remembers
+ * (epoch, time) can skip the call: the breaker's hot path does.
+ */
+export let coarseEpoch = 0;
 const expire = (): void => {
   fresh = false;
+  // The turn is over: time remembered during it is no longer current, even before the next read.
+  coarseEpoch++;
 };
 
 /** The shared coarse monotonic clock (milliseconds); see the module comment for its precision. */
@@ -34,6 +42,7 @@ export const coarseClock: Clock = {
   now(): number {
     if (fresh && --readsLeft > 0) return cached;
     cached = performance.now();
+    coarseEpoch++;
     readsLeft = COARSE_REFRESH_READS;
     if (!fresh) {
       fresh = true;
