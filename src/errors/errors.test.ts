@@ -43,3 +43,14 @@ test('InvalidOptionError names the owner, option, value and what is allowed', ()
   assert.equal(e.option, 'failureRateThreshold');
   assert.equal(e.code, 'SPOF_ERR_INVALID_OPTION');
 });
+
+test('a subclass without a code of its own matches only its own instances', () => {
+  class Custom extends SpoflessError {
+    constructor() {
+      super('SPOF_ERR_CUSTOM', 'custom');
+    }
+  }
+  assert.ok(new Custom() instanceof Custom);
+  assert.ok(new Custom() instanceof SpoflessError);
+  assert.ok(!(new TimeoutError('t') instanceof Custom), 'a sibling is not a Custom');
+});

@@ -73,9 +73,12 @@ export class SpoflessError extends Error {
 
   /** Works across package copies: checks the shared brand and, for subclasses, the code. */
   static override [Symbol.hasInstance](value: unknown): boolean {
-    if (!hasBrand(value)) return false;
-    const code = (this as { code?: string | undefined }).code;
-    return code === undefined || value.code === code;
+    if (this === SpoflessError) return hasBrand(value);
+    // A subclass is recognised by its own code; one without a code of its own falls back to the
+    // prototype chain (inheriting a parent's code would make every sibling match).
+    const code = Object.hasOwn(this, 'code') ? (this as { code?: string | undefined }).code : undefined;
+    if (code === undefined) return Function.prototype[Symbol.hasInstance].call(this, value);
+    return hasBrand(value) && value.code === code;
   }
 
   toJSON(): { name: string; code: string; message: string; retryable: boolean } {
