@@ -7,6 +7,7 @@ import type { Catalog } from '../catalog/index.js';
 import { ErrorCode, HttpRequestError } from '../errors/index.js';
 import type { Store } from '../store/index.js';
 import { toHttpError } from './errors.js';
+import { KeepAliveStreams } from './keepalive-stream.js';
 import { closingError, registerRoutes } from './routes.js';
 import { validatorCompiler } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
@@ -146,6 +147,12 @@ export function buildApp(options: AppOptions): FastifyInstance {
     },
   });
 
-  registerRoutes(app, { store, catalog: options.catalog, hub: options.hub });
+  const keepAlives = new KeepAliveStreams({ store });
+  // A stream's connection is never idle, so the server would wait for it: end every stream first.
+  app.addHook('preClose', (done) => {
+    keepAlives.close();
+    done();
+  });
+  registerRoutes(app, { store, catalog: options.catalog, hub: options.hub, keepAlives });
   return app;
 }

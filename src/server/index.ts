@@ -16,5 +16,7 @@ export { buildApp, DEFAULT_BODY_LIMIT } from './app.js';
 export type { AppOptions } from './app.js';
 export { WatchHub } from './watch-hub.js';
 export type { WatchEnd, WatchHubOptions, WatchHubStats, WatchRequest } from './watch-hub.js';
+export { KeepAliveStreams, KEEPALIVE_STREAM_PATH, NDJSON } from './keepalive-stream.js';
+export type { KeepAliveStreamEnd, KeepAliveStreamStats, KeepAliveStreamsOptions } from './keepalive-stream.js';
 export { toHttpError } from './errors.js';
 export type { ErrorBody, HttpErrorAnswer } from './errors.js';

@@ -8,6 +8,7 @@ import type { Catalog } from '../catalog/index.js';
 import { ErrorCode, HttpRequestError, InvalidArgumentError, InvalidKeyError, KeyNotFoundError, LeaseNotFoundError, describe } from '../errors/index.js';
 import type { Compare, Store, TxnOp } from '../store/index.js';
 import { decode, encode, kvJson, txnResponseJson, type Encoding } from './codec.js';
+import { KEEPALIVE_STREAM_PATH, NDJSON, type KeepAliveStreamEnd, type KeepAliveStreams } from './keepalive-stream.js';
 import type { WatchEnd, WatchHub } from './watch-hub.js';
 
 const str = { type: 'string' } as const;
@@ -130,9 +131,10 @@ export interface RouteDeps {
   readonly store: Store;
   readonly catalog: Catalog;
   readonly hub: WatchHub;
+  readonly keepAlives: KeepAliveStreams;
 }
 
-export function registerRoutes(app: FastifyInstance, { store, catalog, hub }: RouteDeps): void {
+export function registerRoutes(app: FastifyInstance, { store, catalog, hub, keepAlives }: RouteDeps): void {
   // ------------------------------------------------------------------ key-value
 
   app.get<{ Querystring: KvQuery }>(
@@ -236,6 +238,32 @@ export function registerRoutes(app: FastifyInstance, { store, catalog, hub }: Ro
     return { id: g.id, ttl: g.ttl };
   });
 
+  // The keep-alive stream: its body is NDJSON that stays open, read line by line off the socket (see
+  // keepalive-stream.ts). In a scope of its own, where NDJSON is the only body type, left unread for the
+  // handler; the rest of the API keeps its JSON-only rule.
+  void app.register((scope, _opts, done) => {
+    scope.removeAllContentTypeParsers();
+    scope.addContentTypeParser('*', (req, _payload, parsed) => {
+      const type = req.headers['content-type'] ?? '';
+      if (isNdjson(type)) parsed(null, undefined);
+      else parsed(unsupportedStreamType(type), undefined);
+    });
+    scope.post(KEEPALIVE_STREAM_PATH, (req, reply) => {
+      const type = req.headers['content-type'];
+      if (type === undefined || !isNdjson(type)) throw unsupportedStreamType(type ?? '');
+      const startedAt = performance.now();
+      const log = req.log;
+      reply.hijack();
+      keepAlives.serve(req.raw, reply.raw, (end: KeepAliveStreamEnd) => {
+        log.info(
+          { method: req.method, url: req.url, statusCode: 200, durationMs: Math.round(performance.now() - startedAt), keepalive: end },
+          'keepalive stream ended',
+        );
+      });
+    });
+    done();
+  });
+
   app.get<{ Params: { id: string }; Querystring: { keys?: boolean; encoding?: Encoding } }>(
     '/v1/leases/:id',
     { schema: { querystring: object({ keys: bool, encoding }) } },
@@ -328,6 +356,19 @@ export function registerRoutes(app: FastifyInstance, { store, catalog, hub }: Ro
       // The stream is ours now: fastify must not answer this request itself.
       reply.hijack();
     },
+  );
+}
+
+function isNdjson(contentType: string): boolean {
+  const type = contentType.split(';', 1)[0]!.trim().toLowerCase();
+  return type === NDJSON;
+}
+
+function unsupportedStreamType(contentType: string): HttpRequestError {
+  return new HttpRequestError(
+    ErrorCode.HttpUnsupportedMediaType,
+    415,
+    `POST ${KEEPALIVE_STREAM_PATH} takes a stream of lines: send "content-type: ${NDJSON}"; got ${describe(contentType)}`,
   );
 }
 
