@@ -208,6 +208,8 @@ class KeepAliveStream {
         const rest = chunk.length - start;
         if (this.#skipping) break;
         if (this.#partialBytes + rest > max) {
+          this.#partial = [];
+          this.#partialBytes = 0;
           this.#tooLong();
           this.#skipping = true;
         } else {
