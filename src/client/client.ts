@@ -5,6 +5,7 @@
 import { ClientClosedError, ControlPlaneError, InvalidOptionError } from '../errors/index.js';
 import { Discovery, type DiscoverOptions } from './discovery.js';
 import { Transport, normalizeUrls } from './http.js';
+import { KeepAliveStream, type KeepAliveStreamStats } from './keepalive-stream.js';
 import { Registration, type InstanceRegistration, type RegisterOptions } from './registration.js';
 import type {
   DeleteResult,
@@ -67,6 +68,8 @@ const KNOWN = new Set(['url', 'timeout', 'headers']);
 export class ControlPlaneClient {
   readonly #t: Transport;
   readonly #owned = new Set<{ close(): void }>();
+  /** One keep-alive stream for every registration of this client, opened on the first renewal. */
+  readonly #keepAlives: KeepAliveStream;
 
   constructor(options: ControlPlaneClientOptions = {}) {
     if (typeof options !== 'object' || options === null) throw new InvalidOptionError(OWNER, 'options', options, 'an object');
@@ -75,6 +78,20 @@ export class ControlPlaneClient {
     const timeout = options.timeout ?? 10_000;
     if (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout)) throw new InvalidOptionError(OWNER, 'timeout', timeout, 'a number of ms > 0');
     this.#t = new Transport({ urls, timeout, headers: { accept: 'application/json', ...options.headers } });
+    this.#keepAlives = new KeepAliveStream(this.#t);
+  }
+
+  /**
+   * How registrations renew their leases: the state of the client's keep-alive stream and how many
+   * renewals went over it or per request.
+   *
+   * @example
+   * ```ts
+   * const { state, overStream, perRequest } = cp.keepAliveStats;
+   * ```
+   */
+  get keepAliveStats(): KeepAliveStreamStats {
+    return this.#keepAlives.stats;
   }
 
   /** The control-plane URLs, in the order they are tried. */
@@ -210,7 +227,7 @@ export class ControlPlaneClient {
    */
   async register(instance: InstanceRegistration, options: RegisterOptions = {}): Promise<Registration> {
     this.#open();
-    const reg = new Registration(this.#t, instance, options);
+    const reg = new Registration(this.#t, instance, options, (lease, signal) => this.#keepAlives.keepAlive(lease, signal));
     await reg.start(options.signal);
     this.#own(reg);
     return reg;
@@ -238,6 +255,7 @@ export class ControlPlaneClient {
   close(): void {
     for (const o of this.#owned) o.close();
     this.#owned.clear();
+    this.#keepAlives.close();
     this.#t.close();
   }
 

@@ -155,6 +155,16 @@ export class Transport {
     return this.urls[this.#current]!;
   }
 
+  /** Headers sent with every call. */
+  get headers(): Readonly<Record<string, string>> {
+    return this.#headers;
+  }
+
+  /** Deadline of one call, ms. */
+  get timeout(): number {
+    return this.#timeout;
+  }
+
   get closed(): boolean {
     return this.#closed;
   }

@@ -23,6 +23,7 @@ export {
   type ShutdownHandle,
   type ShutdownOptions,
 } from './registration.js';
+export type { KeepAliveStreamStats } from './keepalive-stream.js';
 export { Watch, type WatchMessage, type WatchOptions } from './watch.js';
 export { roundRobin, leastRequest, zoneAware, type Balancer, type Endpoint, type LeastRequestOptions, type ZoneAwareOptions } from './balancer.js';
 export { SseParser, type SseMessage, type SseParserCallbacks } from './sse.js';

@@ -2,7 +2,8 @@
  * Registration: an instance in the catalog under a lease that this process keeps alive.
  *
  * The lease is renewed every TTL/3 (minus up to 20% jitter, so instances started together do not
- * renew together) by one unref'd timer. When a renewal finds the lease gone (the control plane says
+ * renew together) by one unref'd timer, over the client's keep-alive stream (one line per renewal; per
+ * request while the stream is down, see keepalive-stream.ts). When a renewal finds the lease gone (the control plane says
  * 404: it expired while this process was paused or cut off), the registration grants a new lease and
  * registers again, with the status it had. When the control plane cannot be reached, renewals are
  * tried more often (every TTL/6) until it answers or the lease expires.
@@ -107,6 +108,9 @@ export interface ShutdownHandle extends Disposable {
 
 const OWNER = 'register';
 
+/** Renews a lease once; rejects with a 404 `ControlPlaneError` when the lease is gone. */
+export type Renew = (lease: string, signal: AbortSignal) => Promise<LeaseGrant>;
+
 /**
  * A registered instance, kept alive. Made by `ControlPlaneClient.register()`.
  *
@@ -131,8 +135,13 @@ export class Registration {
   #timer: NodeJS.Timeout | undefined;
   #inflight: Promise<void> | undefined;
 
-  /** Internal: use `ControlPlaneClient.register()`. */
-  constructor(transport: Transport, spec: InstanceRegistration, options: RegisterOptions = {}) {
+  readonly #renew: Renew;
+
+  /**
+   * Internal: use `ControlPlaneClient.register()`. `renew` renews a lease (the client's keep-alive
+   * stream); default: one `POST /v1/leases/{id}/keepalive` per renewal.
+   */
+  constructor(transport: Transport, spec: InstanceRegistration, options: RegisterOptions = {}, renew?: Renew) {
     if (typeof spec !== 'object' || spec === null) throw new InvalidOptionError(OWNER, 'instance', spec, 'an object with service, id, address and port');
     for (const k of ['service', 'id', 'address'] as const) {
       if (typeof spec[k] !== 'string' || spec[k] === '') throw new InvalidOptionError(OWNER, k, spec[k], 'a non-empty string');
@@ -147,6 +156,8 @@ export class Registration {
     this.ttl = ttl;
     this.#status = spec.status;
     this.#random = options.random ?? Math.random;
+    this.#renew =
+      renew ?? ((lease, signal) => transport.json<LeaseGrant>('POST', `/v1/leases/${encodeURIComponent(lease)}/keepalive`, { signal, idempotent: true }));
   }
 
   /** The current lease id. */
@@ -336,7 +347,7 @@ export class Registration {
     try {
       if (this.#state === 'active') {
         try {
-          await this.#transport.json('POST', `/v1/leases/${this.#lease}/keepalive`, { signal: deadline, idempotent: true });
+          await this.#renew(this.#lease, deadline);
           this.#events.emit({ type: 'renewed', lease: this.#lease });
           this.#schedule(this.#period());
           return;

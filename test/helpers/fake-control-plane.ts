@@ -134,6 +134,13 @@ export class FakeControlPlane {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
     this.requests.push(`${method} ${url.pathname}`);
+    if (url.pathname === '/v1/leases/keepalive') {
+      // Like a control plane without the keep-alive stream: no such route (answered before the body,
+      // which would never end).
+      res.writeHead(404, { 'content-type': 'application/json', connection: 'close' });
+      res.end(JSON.stringify({ error: { code: 'SPOF_ERR_HTTP_NOT_FOUND', message: `no route ${method} ${url.pathname}` } }));
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
     const body = chunks.length > 0 ? (JSON.parse(Buffer.concat(chunks).toString()) as Record<string, unknown>) : {};
