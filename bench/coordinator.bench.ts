@@ -17,7 +17,8 @@
  *    each waiting for all receipts; a subscriber that never receives counts as an infinite latency.
  *    p50/p99 are over the 20 puts × 1,000 receipts of a round; the median of the rounds is reported.
  * 3. **Heartbeats**: 10,000 instances registered with TTL 10 s, each keeping its lease alive at TTL/3
- *    (≈ 3,000 keepalives/s) from a separate load process (bench/coordinator/heartbeats.ts); the
+ *    (≈ 3,000 keepalives/s) from a separate load process (bench/coordinator/heartbeats.ts), each
+ *    instance on its own keep-alive connection as 10,000 SDK processes would be (10,000 sockets); the
  *    control plane's CPU (utime + stime of all its threads, /proc/<pid>/stat) over consecutive 5 s
  *    windows as a share of one core (median), and its RSS.
  *
@@ -30,6 +31,7 @@
  * - `SPOFLESS_BENCH_CPU_PROF=<dir>`: run the control plane with `--cpu-prof` into <dir>.
  * - `SPOFLESS_BENCH_ONLY=puts|fanout|heartbeat`: run one part.
  * - `SPOFLESS_BENCH_LOGGER=off`: run the control plane without its request log (default on).
+ * - `SPOFLESS_BENCH_HB_CONNECTIONS=<n>`: the heartbeat load shares n connections instead of one per instance.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -59,7 +61,10 @@ const settings = args.quick
   ? { putSampleMs: 500, putReps: 1, putWarmups: 1, subscribers: 100, fanoutPuts: 5, fanoutReps: 1, instances: 1_000, ttl: 10, cpuWindows: 1, cpuWindowMs: 3_000, heartbeatWarmupMs: 1_000 }
   : { putSampleMs: 2_000, putReps: 5, putWarmups: 1, subscribers: 1_000, fanoutPuts: 20, fanoutReps: 3, instances: 10_000, ttl: 10, cpuWindows: 4, cpuWindowMs: 5_000, heartbeatWarmupMs: 5_000 };
 const VALUE_BYTES = 128;
-const HEARTBEAT_CONNECTIONS = 32;
+// One connection per instance, as 10,000 SDKs in 10,000 processes hold; SPOFLESS_BENCH_HB_CONNECTIONS=N
+// shares N connections instead (investigation only).
+const HEARTBEAT_CONNECTIONS: number | 'per-instance' =
+  process.env.SPOFLESS_BENCH_HB_CONNECTIONS === undefined ? 'per-instance' : Number(process.env.SPOFLESS_BENCH_HB_CONNECTIONS);
 const FANOUT_PREFIX = '/bench/fanout/';
 const RUN_LIMIT_MS = 5 * 60_000;
 const root = new URL('..', import.meta.url).pathname;
@@ -451,7 +456,8 @@ async function benchHeartbeats(cp: ControlPlane): Promise<void> {
     await sleep(500);
     s = await stats();
   }
-  console.log(`heartbeats: ${instances} instances registered with TTL ${ttl} s in ${fmt(s.registerMs / 1000, 1)} s; keeping alive at TTL/3 from a separate process`);
+  const conns = HEARTBEAT_CONNECTIONS === 'per-instance' ? 'one connection per instance' : `${HEARTBEAT_CONNECTIONS} shared connections`;
+  console.log(`heartbeats: ${instances} instances registered with TTL ${ttl} s in ${fmt(s.registerMs / 1000, 1)} s; keeping alive at TTL/3 from a separate process, ${conns}`);
   await sleep(settings.heartbeatWarmupMs);
 
   const windows: Array<{ share: number; keepalivesPerS: number }> = [];
@@ -551,8 +557,10 @@ if (error !== undefined) {
   console.log(`Targets (load ${loadStart} at the start, ${loadEnd} at the end; ${(await import('node:os')).cpus().length} CPUs):`);
   failedTargets = printTargets();
   for (const n of notes) console.log(`note: ${n}`);
-  if (!args.noWrite && only === undefined && profileDir === undefined && process.env.SPOFLESS_BENCH_LOGGER === undefined) {
-    const file = writeResults('coordinator', metrics, { ...settings, valueBytes: VALUE_BYTES, heartbeatConnections: HEARTBEAT_CONNECTIONS }, {
+  const investigating = ['SPOFLESS_BENCH_LOGGER', 'SPOFLESS_BENCH_HB_CONNECTIONS'].some((v) => process.env[v] !== undefined);
+  if (!args.noWrite && only === undefined && profileDir === undefined && !investigating) {
+    const file = writeResults('coordinator', metrics, { ...settings, valueBytes: VALUE_BYTES }, {
+      heartbeatConnections: HEARTBEAT_CONNECTIONS,
       load: { start: loadStart, end: loadEnd },
       etcd: etcdVersion(),
       notes,

@@ -21,7 +21,14 @@ export type WatchersOut =
   | { readonly type: 'error'; readonly message: string };
 
 export type HeartbeatsIn =
-  | { readonly type: 'start'; readonly url: string; readonly instances: number; readonly ttl: number; readonly connections: number }
+  | {
+      readonly type: 'start';
+      readonly url: string;
+      readonly instances: number;
+      readonly ttl: number;
+      /** Keep-alive connections shared by all instances, or one per instance (as separate SDK processes). */
+      readonly connections: number | 'per-instance';
+    }
   | { readonly type: 'stats' };
 export interface HeartbeatStats {
   readonly type: 'stats';

@@ -16,10 +16,12 @@
  * Protocol (IPC): in `{ type: 'start', url, instances, ttl, connections }`, `{ type: 'stats' }`;
  * out `HeartbeatStats` (on 'stats'), `{ type: 'error', message }`. Exits when the IPC channel closes.
  */
-import { Pool } from 'undici';
+import { Client, Pool, type Dispatcher } from 'undici';
 import type { HeartbeatsIn, HeartbeatsOut } from './common.js';
 
 const SLOT_MS = 10;
+/** Registrations in flight at once (a deploy registering many instances, not all at the same instant). */
+const REGISTER_CONCURRENCY = 64;
 
 function send(m: HeartbeatsOut): void {
   process.send!(m);
@@ -30,6 +32,8 @@ interface Instance {
   readonly id: string;
   readonly port: number;
   lease: string;
+  /** Its own connection (`connections: 'per-instance'`), as 10,000 SDKs in 10,000 processes have; else the shared pool. */
+  http: Dispatcher;
 }
 
 let pool: Pool;
@@ -45,7 +49,7 @@ let lastError = '';
 
 /** As the SDK registers: grant a lease, then put the instance under it. */
 async function register(inst: Instance): Promise<void> {
-  const grant = await pool.request({
+  const grant = await inst.http.request({
     method: 'POST',
     path: '/v1/leases',
     headers: { 'content-type': 'application/json' },
@@ -54,7 +58,7 @@ async function register(inst: Instance): Promise<void> {
   const granted = await grant.body.text();
   if (grant.statusCode !== 200) throw new Error(`POST /v1/leases: ${grant.statusCode} ${granted}`);
   const lease = (JSON.parse(granted) as { id: string }).id;
-  const res = await pool.request({
+  const res = await inst.http.request({
     method: 'PUT',
     path: `/v1/catalog/services/${inst.service}/instances/${inst.id}`,
     headers: { 'content-type': 'application/json' },
@@ -68,7 +72,7 @@ async function register(inst: Instance): Promise<void> {
 async function keepalive(inst: Instance): Promise<void> {
   inFlight++;
   try {
-    const res = await pool.request({ method: 'POST', path: `/v1/leases/${inst.lease}/keepalive` });
+    const res = await inst.http.request({ method: 'POST', path: `/v1/leases/${inst.lease}/keepalive` });
     const body = await res.body.text();
     if (res.statusCode === 200) {
       keepalivesOk++;
@@ -89,8 +93,9 @@ async function keepalive(inst: Instance): Promise<void> {
 
 async function start(m: Extract<HeartbeatsIn, { type: 'start' }>): Promise<void> {
   ttl = m.ttl;
-  connections = m.connections;
-  pool = new Pool(m.url, { connections: m.connections, pipelining: 1, keepAliveTimeout: 60_000 });
+  const perInstance = m.connections === 'per-instance';
+  connections = perInstance ? m.instances : m.connections;
+  pool = new Pool(m.url, { connections: perInstance ? 1 : m.connections, pipelining: 1, keepAliveTimeout: 60_000 });
   const slots = Math.round((m.ttl * 1000) / 3 / SLOT_MS);
   const wheel: Instance[][] = Array.from({ length: slots }, () => []);
   const t0 = performance.now();
@@ -107,6 +112,7 @@ async function start(m: Extract<HeartbeatsIn, { type: 'start' }>): Promise<void>
     id: `i${i}`,
     port: 10_000 + (i % 50_000),
     lease: '',
+    http: perInstance ? new Client(m.url, { pipelining: 1, keepAliveTimeout: 60_000 }) : pool,
   }));
   let next = 0;
   const worker = async (): Promise<void> => {
@@ -119,7 +125,7 @@ async function start(m: Extract<HeartbeatsIn, { type: 'start' }>): Promise<void>
       wheel[slot % slots]!.push(inst);
     }
   };
-  await Promise.all(Array.from({ length: m.connections }, worker));
+  await Promise.all(Array.from({ length: REGISTER_CONCURRENCY }, worker));
   registerMs = performance.now() - t0;
 }
 
