@@ -522,7 +522,7 @@ export class CircuitBreaker<F = never> {
       ok:
         o.isFailureResult === undefined
           ? (value) => {
-              this.#settle(c, false, undefined, value);
+              this.#succeeded(c);
               return value;
             }
           : (value) => {
@@ -566,11 +566,30 @@ export class CircuitBreaker<F = never> {
     }
   }
 
+  /** `#settle` for a success without a result predicate: the hot path, with nothing it does not need. */
+  #succeeded(c: Cohort): void {
+    c.inflight--;
+    this.#inflight--;
+    if (c.gen !== this.#gen || c.counted) return;
+    const st = this.#state;
+    if (st.value !== 'closed' || this.#onSuccess !== undefined || channels.breakerSuccess.hasSubscribers) {
+      this.#settleRest(c, false, undefined, undefined);
+      return;
+    }
+    const now = this.#needsTime ? (this.#coarse && c.epoch === coarseEpoch ? c.seen : this.#now(c)) : 0;
+    this.#window.record(now, false, now - c.start >= this.#o.slowCallDuration);
+    this.#judge();
+  }
+
   /** Records one settled call. `failed` already applies the user's predicates. */
   #settle(c: Cohort, failed: boolean, error: unknown, value: unknown): void {
     c.inflight--;
     this.#inflight--;
     if (c.gen !== this.#gen || c.counted) return;
+    this.#settleRest(c, failed, error, value);
+  }
+
+  #settleRest(c: Cohort, failed: boolean, error: unknown, value: unknown): void {
     const o = this.#o;
     const st = this.#state;
     const now = this.#needsTime ? (this.#coarse && c.epoch === coarseEpoch ? c.seen : this.#now(c)) : 0;
