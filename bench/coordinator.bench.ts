@@ -16,11 +16,16 @@
  *    clamped at 0 (a subscriber can be told before the writer). Puts alternate between the systems,
  *    each waiting for all receipts; a subscriber that never receives counts as an infinite latency.
  *    p50/p99 are over the 20 puts × 1,000 receipts of a round; the median of the rounds is reported.
- * 3. **Heartbeats**: 10,000 instances registered with TTL 10 s, each keeping its lease alive at TTL/3
- *    (≈ 3,000 keepalives/s) from a separate load process (bench/coordinator/heartbeats.ts), each
- *    instance on its own keep-alive connection as 10,000 SDK processes would be (10,000 sockets); the
- *    control plane's CPU (utime + stime of all its threads, /proc/<pid>/stat) over consecutive 5 s
- *    windows as a share of one core (median), and its RSS.
+ * 3. **Heartbeats**: 10,000 instances registered with TTL 10 s, each keeping its lease alive from a
+ *    separate load process (bench/coordinator/heartbeats.ts) the way the SDK does: each instance is
+ *    its own SDK process, so it has its own lease keep-alive stream (`POST /v1/leases/keepalive`,
+ *    10,000 streams on 10,000 sockets) and writes one NDJSON line per renewal every TTL/3 minus up to
+ *    20% jitter (≈ 3,300 renewals/s), reading its answers; failed renewals, lost leases, broken streams
+ *    and per-request fallbacks are counted. `SPOFLESS_BENCH_HB_MODE=request` runs the earlier load
+ *    instead: one `POST /v1/leases/{id}/keepalive` per renewal at exactly TTL/3 (≈ 3,000/s), each
+ *    instance on its own keep-alive connection. The mode is recorded in the results file
+ *    (`heartbeatMode`). Measured: the control plane's CPU (utime + stime of all its threads,
+ *    /proc/<pid>/stat) over consecutive 5 s windows as a share of one core (median), and its RSS.
  *
  * The control plane runs as its own process (bench/coordinator/server.mjs, plain node, the compiled
  * build), so its CPU and memory are its own. Every process started is killed at the end, also on
@@ -31,7 +36,10 @@
  * - `SPOFLESS_BENCH_CPU_PROF=<dir>`: run the control plane with `--cpu-prof` into <dir>.
  * - `SPOFLESS_BENCH_ONLY=puts|fanout|heartbeat`: run one part.
  * - `SPOFLESS_BENCH_LOGGER=off`: run the control plane without its request log (default on).
- * - `SPOFLESS_BENCH_HB_CONNECTIONS=<n>`: the heartbeat load shares n connections instead of one per instance.
+ * - `SPOFLESS_BENCH_HB_MODE=stream|request`: how the heartbeat load renews (default `stream`, as the
+ *   SDK); a full run in either mode writes the results file, which records the mode.
+ * - `SPOFLESS_BENCH_HB_CONNECTIONS=<n>`: the heartbeat load shares n streams (or connections, in
+ *   request mode) instead of one per instance.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -45,6 +53,7 @@ import type * as StoreModule from '../src/store/index.js';
 import { etcdVersion, startEtcd, type EtcdCluster } from '../test/support/etcd.js';
 import { parseArgs, median, table, writeResults, load, importSpofless } from './harness.js';
 import {
+  type HeartbeatMode,
   cpuSeconds,
   monoMs,
   rssMiB,
@@ -65,6 +74,12 @@ const VALUE_BYTES = 128;
 // shares N connections instead (investigation only).
 const HEARTBEAT_CONNECTIONS: number | 'per-instance' =
   process.env.SPOFLESS_BENCH_HB_CONNECTIONS === undefined ? 'per-instance' : Number(process.env.SPOFLESS_BENCH_HB_CONNECTIONS);
+// How the heartbeat load renews: as the SDK (a keep-alive stream line per renewal) or a request each.
+const hbMode = process.env.SPOFLESS_BENCH_HB_MODE ?? 'stream';
+if (hbMode !== 'stream' && hbMode !== 'request') {
+  throw new Error(`SPOFLESS_BENCH_HB_MODE must be stream or request, got ${JSON.stringify(hbMode)}`);
+}
+const HEARTBEAT_MODE: HeartbeatMode = hbMode;
 const FANOUT_PREFIX = '/bench/fanout/';
 const RUN_LIMIT_MS = 5 * 60_000;
 const root = new URL('..', import.meta.url).pathname;
@@ -448,7 +463,7 @@ async function benchHeartbeats(cp: ControlPlane): Promise<void> {
     idleShare = (cpuSeconds(cp.pid) - idleCpu0) / ((performance.now() - idleT0) / 1000);
   }
 
-  hb.send({ type: 'start', url: cp.url, instances, ttl, connections: HEARTBEAT_CONNECTIONS });
+  hb.send({ type: 'start', url: cp.url, instances, ttl, mode: HEARTBEAT_MODE, connections: HEARTBEAT_CONNECTIONS });
   const regDeadline = performance.now() + 120_000;
   let s = await stats();
   while (s.registerMs === 0) {
@@ -456,8 +471,11 @@ async function benchHeartbeats(cp: ControlPlane): Promise<void> {
     await sleep(500);
     s = await stats();
   }
-  const conns = HEARTBEAT_CONNECTIONS === 'per-instance' ? 'one connection per instance' : `${HEARTBEAT_CONNECTIONS} shared connections`;
-  console.log(`heartbeats: ${instances} instances registered with TTL ${ttl} s in ${fmt(s.registerMs / 1000, 1)} s; keeping alive at TTL/3 from a separate process, ${conns}`);
+  const stream = HEARTBEAT_MODE === 'stream';
+  const unit = stream ? 'keep-alive stream' : 'connection';
+  const conns = HEARTBEAT_CONNECTIONS === 'per-instance' ? `one ${unit} per instance` : `${HEARTBEAT_CONNECTIONS} shared ${unit}s`;
+  const how = stream ? 'a stream line per renewal every TTL/3 minus up to 20% jitter' : 'a request per renewal every TTL/3';
+  console.log(`heartbeats: ${instances} instances registered with TTL ${ttl} s in ${fmt(s.registerMs / 1000, 1)} s; keeping alive from a separate process, ${how}, ${conns}`);
   await sleep(settings.heartbeatWarmupMs);
 
   const windows: Array<{ share: number; keepalivesPerS: number }> = [];
@@ -485,6 +503,11 @@ async function benchHeartbeats(cp: ControlPlane): Promise<void> {
   metrics.heartbeat_10k_keepalives_failed = before.keepalivesFailed - first.stats.keepalivesFailed;
   metrics.heartbeat_10k_leases_lost = before.leasesLost;
   metrics.heartbeat_10k_register_s = round3(s.registerMs / 1000);
+  if (stream) {
+    metrics.heartbeat_10k_streams_open = before.streamsOpen;
+    metrics.heartbeat_10k_streams_broken = before.streamsBroken;
+    metrics.heartbeat_10k_per_request_fallbacks = before.perRequest;
+  }
   metrics.idle_cpu_share = round3(idleShare);
   console.log(
     table(
@@ -495,9 +518,12 @@ async function benchHeartbeats(cp: ControlPlane): Promise<void> {
   console.log(
     `control plane: ${fmt(share, 3)} of one core (median of ${windows.length} windows; whole ${fmt(metrics.heartbeat_10k_cpu_share_whole, 3)}; idle before ${fmt(idleShare, 3)}), ` +
       `RSS ${fmt(mem.rss)} MiB (peak ${fmt(mem.peak)}), ${fmt(metrics.heartbeat_10k_keepalives_per_s)} keepalives/s, ` +
-      `${metrics.heartbeat_10k_keepalives_failed} failed, ${before.leasesLost} leases lost${before.lastError ? ` (last error: ${before.lastError})` : ''}\n`,
+      `${metrics.heartbeat_10k_keepalives_failed} failed, ${before.leasesLost} leases lost` +
+      (stream ? `; streams: ${before.streamsOpen} open (${first.stats.streamsOpen} at the first window), ${before.streamsBroken} broken, ${before.perRequest} renewals per request` : '') +
+      `${before.lastError ? ` (last error: ${before.lastError})` : ''}\n`,
   );
   if (before.backlog > 0) notes.push(`heartbeat load fell behind by ${before.backlog} keepalives`);
+  if (stream && first.stats.streamsOpen < instances) notes.push(`heartbeat: only ${first.stats.streamsOpen} of ${instances} streams open when measuring began`);
   await hb.kill();
 }
 
@@ -560,6 +586,7 @@ if (error !== undefined) {
   const investigating = ['SPOFLESS_BENCH_LOGGER', 'SPOFLESS_BENCH_HB_CONNECTIONS'].some((v) => process.env[v] !== undefined);
   if (!args.noWrite && only === undefined && profileDir === undefined && !investigating) {
     const file = writeResults('coordinator', metrics, { ...settings, valueBytes: VALUE_BYTES }, {
+      heartbeatMode: HEARTBEAT_MODE,
       heartbeatConnections: HEARTBEAT_CONNECTIONS,
       load: { start: loadStart, end: loadEnd },
       etcd: etcdVersion(),

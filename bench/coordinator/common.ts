@@ -20,13 +20,16 @@ export type WatchersOut =
   | { readonly type: 'received'; readonly seq: number; readonly at: number[]; readonly missing: number }
   | { readonly type: 'error'; readonly message: string };
 
+export type HeartbeatMode = 'stream' | 'request';
 export type HeartbeatsIn =
   | {
       readonly type: 'start';
       readonly url: string;
       readonly instances: number;
       readonly ttl: number;
-      /** Keep-alive connections shared by all instances, or one per instance (as separate SDK processes). */
+      /** How leases are renewed: a keep-alive stream line each (as the SDK), or a request each. */
+      readonly mode: HeartbeatMode;
+      /** Streams (stream mode) or keep-alive connections (request mode) shared by all instances, or one per instance (as separate SDK processes). */
       readonly connections: number | 'per-instance';
     }
   | { readonly type: 'stats' };
@@ -39,9 +42,15 @@ export interface HeartbeatStats {
   readonly keepalivesFailed: number;
   /** Keepalives answered 404: the lease had expired, so the instance was lost (and re-registered). */
   readonly leasesLost: number;
-  /** Keepalives due but not yet sent: the load process falling behind. */
+  /** Request mode: keepalives due but not yet sent; stream mode: lines unanswered for over 1 s. */
   readonly backlog: number;
   readonly lastError: string;
+  /** Stream mode: streams open now, opened so far (a 200 head), broken so far (cut, ended, failed, late). */
+  readonly streamsOpen: number;
+  readonly streamsOpened: number;
+  readonly streamsBroken: number;
+  /** Stream mode: renewals sent per request because their stream was down (as the SDK falls back). */
+  readonly perRequest: number;
 }
 export type HeartbeatsOut = HeartbeatStats | { readonly type: 'error'; readonly message: string };
 
