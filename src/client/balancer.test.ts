@@ -5,7 +5,7 @@ import { leastRequest, roundRobin, zoneAware, type Endpoint } from './balancer.j
 import type { Instance } from './types.js';
 
 function ep(id: string, zone?: string, inFlight = 0): Endpoint {
-  const instance: Instance = { service: 's', id, address: '127.0.0.1', port: 1, tags: [], metadata: {}, status: 'passing', ...(zone ? { zone } : {}) };
+  const instance: Instance = { service: 's', id, address: '127.0.0.1', port: 1, tags: [], metadata: {}, status: 'passing', lease: '1', registeredAt: 0, ...(zone ? { zone } : {}) };
   return { id, instance, origin: 'http://127.0.0.1:1', inFlight };
 }
 

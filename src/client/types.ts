@@ -3,44 +3,11 @@
  * text here: the SDK does not use the API's base64 mode.
  */
 
-/** The statuses an instance can have. Only `passing` and `warning` instances receive new traffic. */
-export const InstanceStatus = {
-  Passing: 'passing',
-  Warning: 'warning',
-  Critical: 'critical',
-  Draining: 'draining',
-  Maintenance: 'maintenance',
-} as const;
-export type InstanceStatus = (typeof InstanceStatus)[keyof typeof InstanceStatus];
-
-/** An active health check the control plane runs for an instance. Durations in ms. */
-export interface HealthCheck {
-  readonly type: 'http' | 'tcp';
-  readonly path?: string;
-  readonly expectStatus?: number;
-  readonly bodyMatch?: string;
-  readonly interval?: number;
-  readonly timeout?: number;
-  readonly rise?: number;
-  readonly fall?: number;
-}
-
-/** A registered instance of a service, as stored in the catalog. */
-export interface Instance {
-  readonly service: string;
-  readonly id: string;
-  readonly address: string;
-  readonly port: number;
-  readonly zone?: string;
-  readonly tags: readonly string[];
-  readonly metadata: Readonly<Record<string, string>>;
-  readonly version?: string;
-  readonly color?: string;
-  readonly status: InstanceStatus;
-  readonly check?: HealthCheck;
-  readonly lease?: string;
-  readonly registeredAt?: number | string;
-}
+// The catalog's own shapes: one definition for the server that stores them and the SDK that reads
+// them. catalog/types.ts imports nothing at run time, so the SDK loads no server code through it.
+import type { HealthCheckInput as HealthCheck, InstanceStatus } from '../catalog/types.js';
+export { InstanceStatus } from '../catalog/types.js';
+export type { Instance, HealthCheckInput as HealthCheck } from '../catalog/types.js';
 
 /** A key's state, as the API returns it (values as UTF-8 text). */
 export interface KeyValue {
@@ -133,10 +100,5 @@ export interface InstanceSpec {
   readonly check?: HealthCheck;
 }
 
-/** Where the catalog keeps instances: one key per instance, its value the Instance JSON. */
-export const CATALOG_INSTANCES_PREFIX = '/spofless/catalog/instances/';
-
-/** The key prefix of one service's instances. */
-export function instancesPrefix(service: string): string {
-  return `${CATALOG_INSTANCES_PREFIX}${service}/`;
-}
+// Where the catalog keeps instances: one key per instance, its value the Instance JSON.
+export { CATALOG_INSTANCES_PREFIX, instancesPrefix } from '../catalog/keys.js';
