@@ -13,7 +13,10 @@
  *   that breaks is reopened on a renewal after a backoff (full jitter, 250 ms doubling up to 10 s),
  *   and meanwhile renewals go per request (counted as `perRequest`); lines unanswered when it broke
  *   are sent again per request. With `connections: n`, the instances share n streams (investigation).
- *   The registration connection closes after 4 s idle, as fetch's global agent closes it.
+ *   The registration connection is closed after 4 s idle (undici's default), whatever keep-alive the
+ *   server offers: fetch would keep it for the control plane's hint (fastify's 72 s), but what is
+ *   measured is the steady state, in which an SDK process holds only its stream; and 10,000 idle
+ *   connections more would take the load process past its 20,000 file descriptors (EMFILE).
  * - `request` (the earlier load): `POST /v1/leases/{id}/keepalive` at exactly TTL/3, spread evenly
  *   over the period with a timing wheel of 10 ms slots (a lease registered at slot T gets slot
  *   T + 1 + (i mod slots)); the wheel follows the clock, not the timer count, so a late timer sends
@@ -32,7 +35,7 @@ import type { HeartbeatsIn, HeartbeatsOut } from './common.js';
 const SLOT_MS = 10;
 /** Registrations in flight at once (a deploy registering many instances, not all at the same instant). */
 const REGISTER_CONCURRENCY = 64;
-/** undici's (so fetch's) default: how long an idle keep-alive connection is kept. */
+/** Stream mode: how long an idle registration connection is kept (undici's default, and the cap on the server's hint). */
 const FETCH_KEEPALIVE_MS = 4_000;
 const NDJSON = 'application/x-ndjson';
 const LEASE_NOT_FOUND = 'SPOF_ERR_STORE_LEASE_NOT_FOUND';
@@ -304,7 +307,7 @@ async function start(m: Extract<HeartbeatsIn, { type: 'start' }>): Promise<void>
     id: `i${i}`,
     port: 10_000 + (i % 50_000),
     lease: '',
-    http: perInstance ? new Client(m.url, { pipelining: 1, keepAliveTimeout }) : pool,
+    http: perInstance ? new Client(m.url, { pipelining: 1, keepAliveTimeout, ...(mode === 'stream' ? { keepAliveMaxTimeout: keepAliveTimeout } : {}) }) : pool,
     sentAt: 0,
     ...(mode === 'stream' ? { stream: streams[i % streams.length]! } : {}),
   }));
