@@ -19,7 +19,7 @@ async function until(cond: () => boolean, ms = 5_000, what = 'condition'): Promi
   }
 }
 
-/** The control plane's request log, to count per-request keepalives the server really saw. */
+/** The control plane's request log at debug (where successful keepalives are), to count per-request keepalives the server really saw. */
 function requestLog(): { stream: Writable; urls: string[] } {
   const urls: string[] = [];
   const stream = new Writable({
@@ -80,7 +80,7 @@ const me = (id: string): { service: string; id: string; address: string; port: n
 
 test('registrations renew over one shared stream: no per-request keepalive reaches the server', async (t) => {
   const log = requestLog();
-  const { url } = await startServer(t, { logger: { level: 'info', stream: log.stream } });
+  const { url } = await startServer(t, { logger: { level: 'debug', stream: log.stream } });
   const client = new ControlPlaneClient({ url });
   t.after(() => client.close());
   assert.equal(client.keepAliveStats.state, 'idle', 'nothing opened before the first renewal');
@@ -121,7 +121,7 @@ test('a stream cut mid-way is reopened and renewals go on; none is missed meanwh
 
 test('a lease lost on the server: the stream answers not-found and the registration registers again', async (t) => {
   const log = requestLog();
-  const { url, store } = await startServer(t, { logger: { level: 'info', stream: log.stream } });
+  const { url, store } = await startServer(t, { logger: { level: 'debug', stream: log.stream } });
   const client = new ControlPlaneClient({ url });
   t.after(() => client.close());
   const reg = await client.register(me('a'), { ttl: 1, random: () => 0 });

@@ -287,24 +287,41 @@ test('origin and host checks refuse cross-site requests; /healthz, /readyz', asy
   await cp.close();
 });
 
-test('one JSON log line per request at info', async (t) => {
+test('one JSON log line per request: successful kv gets and puts at debug, the rest at info', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const stream = { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) };
+  const { url } = await startServer(t, { logger: { level: 'debug', stream } });
+  lines.length = 0;
+  await call(url, 'PUT', '/v1/kv', { key: '/a', value: 'v' });
+  await call(url, 'GET', '/v1/kv?key=/zz');
+  await call(url, 'GET', '/v1/catalog/services');
+  await until(() => lines.filter((l) => l.msg === 'request').length >= 3, 'log lines');
+  const reqs = lines.filter((l) => l.msg === 'request');
+  assert.equal(reqs.length, 3);
+  assert.deepEqual(
+    reqs.map((l) => [l.level, l.method, l.url, l.statusCode]),
+    [
+      [20, 'PUT', '/v1/kv', 200],
+      [30, 'GET', '/v1/kv?key=/zz', 404],
+      [30, 'GET', '/v1/catalog/services', 200],
+    ],
+  );
+  assert.equal(typeof reqs[0]!.durationMs, 'number');
+});
+
+test('at level info the hot path writes no request line; errors still do', async (t) => {
   const lines: Record<string, unknown>[] = [];
   const stream = { write: (s: string) => void lines.push(JSON.parse(s) as Record<string, unknown>) };
   const { url } = await startServer(t, { logger: { level: 'info', stream } });
   lines.length = 0;
   await call(url, 'PUT', '/v1/kv', { key: '/a', value: 'v' });
+  await call(url, 'GET', '/v1/kv?key=/a');
   await call(url, 'GET', '/v1/kv?key=/zz');
-  await until(() => lines.length >= 2, 'log lines');
-  const reqs = lines.filter((l) => l.msg === 'request');
-  assert.equal(reqs.length, 2);
+  await until(() => lines.some((l) => l.msg === 'request'), 'log line');
   assert.deepEqual(
-    reqs.map((l) => [l.level, l.method, l.url, l.statusCode]),
-    [
-      [30, 'PUT', '/v1/kv', 200],
-      [30, 'GET', '/v1/kv?key=/zz', 404],
-    ],
+    lines.filter((l) => l.msg === 'request').map((l) => [l.level, l.method, l.url, l.statusCode]),
+    [[30, 'GET', '/v1/kv?key=/zz', 404]],
   );
-  assert.equal(typeof reqs[0]!.durationMs, 'number');
 });
 
 test('startControlPlane: options checked, data dir created, close() idempotent and frees the port', async (t) => {

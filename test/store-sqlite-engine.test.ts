@@ -171,6 +171,25 @@ test('durability settings: WAL journal on disk, and a second opener is locked ou
   }
 });
 
+test('checkpoints: a new database has 2 KiB pages; the WAL is checkpointed once writes pause', async (t) => {
+  const dir = tempDir(t);
+  const path = join(dir, 's.db');
+  const store = await openStore(t, { path });
+  await Promise.all(Array.from({ length: 50 }, (_, i) => store.put(`/k/${i}`, 'v'.repeat(128))));
+  for (let i = 0; i < 20; i++) await store.put('/k/0', `w${i}`);
+  const before = store.stats.idleCheckpoints;
+  await new Promise((r) => setTimeout(r, 250));
+  assert.equal(store.stats.idleCheckpoints, before + 1, 'one checkpoint after the pause, and none while idle after it');
+  await store.close();
+  const raw = new Database(path, { readonly: true });
+  try {
+    assert.equal(raw.pragma('page_size', { simple: true }), 2048);
+    assert.equal((raw.prepare('SELECT value FROM kv WHERE key = ?').get(Buffer.from('/k/0')) as { value: Buffer }).value.toString(), 'w19');
+  } finally {
+    raw.close();
+  }
+});
+
 test('leases: expiry with an injected clock; after a restart live leases get a fresh TTL', async (t) => {
   const path = join(tempDir(t), 's.db');
   const clock = new TestClock();

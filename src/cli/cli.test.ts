@@ -36,6 +36,7 @@ test('usage errors exit 2 with one line naming the problem', async () => {
     [['services', '--url'], "option '--url' needs a value"],
     [['watch'], 'watch needs <prefix>'],
     [['up', '--port', '70000'], "--port must be 0 to 65535; got '70000'"],
+    [['up', '--log-level', 'verbose'], "--log-level must be one of debug, info, warn, error, silent; got 'verbose'"],
     [['--bogus'], "unknown option '--bogus'"],
   ];
   for (const [args, message] of cases) {

@@ -25,6 +25,9 @@ const USAGE = `usage: spofless <command> [options]
 
 commands:
   up [--host H] [--port P] [--data DIR]            run a control plane (default 127.0.0.1:7400, ./.spofless)
+     [--log-level L]                               request log on stderr: info (default; successful kv
+                                                   get/put and keepalive requests only at debug), debug,
+                                                   warn, error, silent
   services                                         list services
   instances <service> [--status S[,S]] [--zone Z]  list a service's instances
   kv get <key>                                     print a value
@@ -42,7 +45,7 @@ options:
 
 const COMMON = ['url', 'json', 'help', 'version'];
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  up: ['host', 'port', 'data', 'json', 'help'],
+  up: ['host', 'port', 'data', 'json', 'help', 'log-level'],
   services: COMMON,
   instances: [...COMMON, 'status', 'zone'],
   'kv get': [...COMMON, 'revision'],
@@ -52,6 +55,7 @@ const ALLOWED: Readonly<Record<string, readonly string[]>> = {
   watch: [...COMMON, 'revision', 'prev-kv'],
 };
 
+const LOG_LEVELS = new Set(['debug', 'info', 'warn', 'error', 'silent']);
 const STATUSES = new Set(['passing', 'warning', 'critical', 'draining', 'maintenance']);
 
 /** A usage error: exit 2 with a hint. */
@@ -145,6 +149,7 @@ function parse(argv: readonly string[]) {
         revision: { type: 'string' },
         'prev-kv': { type: 'boolean' },
         lease: { type: 'string' },
+        'log-level': { type: 'string' },
       },
     });
   } catch (err) {
@@ -195,10 +200,12 @@ async function up(values: Values, args: readonly string[], io: CliIo): Promise<n
   if (!/^\d+$/.test(values.port ?? '0') || port > 65535) throw new UsageError(`--port must be 0 to 65535; got '${values.port}'`);
   const host = values.host ?? '127.0.0.1';
   const dataDir = values.data ?? './.spofless';
+  const level = values['log-level'] ?? 'info';
+  if (!LOG_LEVELS.has(level)) throw new UsageError(`--log-level must be one of ${[...LOG_LEVELS].join(', ')}; got '${level}'`);
   // Loaded here, not at the top: the server (fastify, SQLite) is only for `up`; other commands start fast.
   const { startControlPlane } = await import('../server/index.js');
   // Request logs (JSON lines) go to stderr, so that stdout carries only what `up` says (its URL).
-  const logger = io.env.NODE_TEST_CONTEXT === undefined ? { level: 'info', stream: io.stderr as NodeJS.WritableStream } : false;
+  const logger = io.env.NODE_TEST_CONTEXT === undefined ? { level, stream: io.stderr as NodeJS.WritableStream } : false;
   const cp = await startControlPlane({ host, port, dataDir, logger });
   if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, dataDir })}\n`);
   else io.stdout.write(`spofless listening on ${cp.url}\n`);

@@ -33,7 +33,8 @@ export interface ControlPlaneOptions {
    */
   readonly closeStore?: boolean;
   /**
-   * Request logs, one JSON line per request at `info` (pino): `true`, `false`, pino options such as
+   * Request logs, one JSON line per request (pino), at `info` except successful kv gets and puts and
+   * per-request keepalives, at `debug` (`warn` when slow): `true`, `false`, pino options such as
    * `{ level: 'warn' }` or `{ level: 'info', stream }`, or a pino-compatible logger. Default: `true`,
    * or `false` under `node --test`.
    */

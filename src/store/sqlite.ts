@@ -14,6 +14,20 @@
  * write failing (a lease that no longer exists) rolls back only itself; the others commit. Each promise
  * settles after the commit.
  *
+ * Checkpoints. A WAL checkpoint copies committed pages into the database file and fsyncs it; left to
+ * SQLite's default (every 1,000 pages) it runs inside a commit every few batches, and the writes of that
+ * batch wait for it. Here it runs when writes pause (`CHECKPOINT_IDLE_MS` with no commit, an unref'd
+ * timer), after the writers' promises settled; under sustained load SQLite's own autocheckpoint still
+ * bounds the WAL at `WAL_LIMIT_BYTES`, and `journal_size_limit` truncates the file back to that size
+ * after a larger transaction. Either way the database file is fsynced before the WAL is reused, so a
+ * checkpoint never weakens durability.
+ *
+ * Pages. A commit writes every page it dirties to the WAL, whole: for one small put that is a leaf of
+ * `kv`, of `history` and of `history_key`. A new database gets 2 KiB pages (not SQLite's 4 KiB): half
+ * the bytes per put, while a history row with a small value and its previous value (~350 bytes) still
+ * fits in its leaf (with 1 KiB pages it would spill to an overflow page). An existing database keeps the
+ * page size it was created with.
+ *
  * Tables. `kv` holds the current state. `history` is the revision log: one row per event with the new
  * and the previous state, so a watch from an old revision replays from disk and then continues live, and
  * a read at an old revision rolls the current state back with the rows after it. `leases` holds each
@@ -117,6 +131,8 @@ export interface SqliteStoreStats {
   readonly writes: number;
   /** Watches open. */
   readonly watches: number;
+  /** WAL checkpoints run by the store when writes paused (SQLite's own autocheckpoints not counted). */
+  readonly idleCheckpoints: number;
 }
 
 const DEFAULT_KEEP_REVISIONS = 10_000;
@@ -124,6 +140,12 @@ const REPLAY_ROWS = 1024;
 const EMPTY = Buffer.alloc(0);
 const MAX_TIMER_MS = 2 ** 31 - 1;
 const SCHEMA_VERSION = 1;
+/** Page size of a new database file (see "Pages" above). */
+const PAGE_SIZE = 2048;
+/** The WAL is checkpointed inside a commit once it holds this much (the bound under sustained load). */
+const WAL_LIMIT_BYTES = 32 * 1024 * 1024;
+/** Writes paused this long: checkpoint the WAL off the commit path. */
+const CHECKPOINT_IDLE_MS = 50;
 
 type KvRow = {
   key: Buffer;
@@ -381,6 +403,10 @@ export class SqliteStore implements Store {
 
   #commits = 0;
   #writes = 0;
+  #idleCheckpoints = 0;
+  #checkpointTimer: NodeJS.Timeout | undefined;
+  /** `#commits` when the checkpoint timer was armed: a commit since then means writes did not pause. */
+  #checkpointSeen = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(options: SqliteStoreOptions) {
@@ -401,6 +427,8 @@ export class SqliteStore implements Store {
       );
     }
     try {
+      // Before the first write creates the file; no effect on an existing database.
+      db.pragma(`page_size = ${PAGE_SIZE}`);
       // EXCLUSIVE before the first WAL access: no shared-memory index, and no second writer.
       db.pragma('locking_mode = EXCLUSIVE');
       const mode = db.pragma('journal_mode = WAL', { simple: true });
@@ -409,6 +437,9 @@ export class SqliteStore implements Store {
       // Read both back: a write is acknowledged as durable on the strength of these two settings.
       const sync = db.pragma('synchronous', { simple: true });
       if (sync !== 2) throw new Error(`SQLite refused synchronous=FULL for ${options.path} (synchronous is ${String(sync)})`);
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.pragma(`wal_autocheckpoint = ${Math.ceil(WAL_LIMIT_BYTES / pageSize)}`);
+      db.pragma(`journal_size_limit = ${WAL_LIMIT_BYTES}`);
       db.exec(SCHEMA);
       const version = db.pragma('user_version', { simple: true });
       if (version === 0) db.pragma(`user_version = ${SCHEMA_VERSION}`);
@@ -467,7 +498,7 @@ export class SqliteStore implements Store {
   }
 
   get stats(): SqliteStoreStats {
-    return { commits: this.#commits, writes: this.#writes, watches: this.#watchers.size };
+    return { commits: this.#commits, writes: this.#writes, watches: this.#watchers.size, idleCheckpoints: this.#idleCheckpoints };
   }
 
   // ---------------------------------------------------------------- reads
@@ -627,6 +658,8 @@ export class SqliteStore implements Store {
     while (this.#queue.length > 0 || this.#flushScheduled) await this.#flushed;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
+    if (this.#checkpointTimer !== undefined) clearTimeout(this.#checkpointTimer);
+    this.#checkpointTimer = undefined;
     for (const w of [...this.#watchEntries.keys()]) w.end(new StoreClosedError('the store was closed: the watch ended'));
     this.#db.close();
   }
@@ -799,7 +832,34 @@ export class SqliteStore implements Store {
     this.#resolveFlushed = undefined;
     this.#armTimer();
     this.#maybeAutoCompact();
+    if (batch.length > 0) this.#armCheckpoint();
     resolveFlushed?.();
+  }
+
+  /**
+   * One unref'd timer while the WAL holds commits not yet checkpointed: it fires every
+   * `CHECKPOINT_IDLE_MS` and checkpoints once a whole interval passed without a commit.
+   */
+  #armCheckpoint(): void {
+    if (this.#checkpointTimer !== undefined || this.#closing !== undefined) return;
+    this.#checkpointSeen = this.#commits;
+    this.#checkpointTimer = setTimeout(() => {
+      this.#checkpointTimer = undefined;
+      if (this.#closing !== undefined) return;
+      if (this.#commits !== this.#checkpointSeen || this.#queue.length > 0 || this.#flushScheduled) {
+        this.#armCheckpoint();
+        return;
+      }
+      try {
+        // PASSIVE: this connection is the only one (EXCLUSIVE), so it copies every frame and the next
+        // commit starts the WAL over from its beginning.
+        this.#db.pragma('wal_checkpoint(PASSIVE)');
+        this.#idleCheckpoints++;
+      } catch {
+        // Left to the autocheckpoint at WAL_LIMIT_BYTES; a failing disk fails the next commit anyway.
+      }
+    }, CHECKPOINT_IDLE_MS);
+    this.#checkpointTimer.unref();
   }
 
   #commit(batch: Pending[]): void {
@@ -932,7 +992,9 @@ export class SqliteStore implements Store {
           const prev = s.kvGet.get(op.key) as KvRow | undefined;
           const createRev = prev === undefined ? next : prev.create_rev;
           const version = prev === undefined ? 1 : prev.version + 1;
-          s.kvUpsert.run(op.key, op.value, createRev, next, version, lease);
+          // The row was just read: a plain INSERT or UPDATE, not an upsert that tries both.
+          if (prev === undefined) s.kvInsert.run(op.key, op.value, createRev, next, version, lease);
+          else s.kvUpdate.run(op.value, next, version, lease, op.key);
           s.historyInsert.run(
             next, events.length, PUT, op.key, op.value, createRev, version, lease,
             prev?.value ?? null, prev?.create_rev ?? null, prev?.mod_rev ?? null, prev?.version ?? null, prev?.lease ?? null,
@@ -1105,11 +1167,8 @@ function prepareStatements(db: Database.Database) {
     metaGet: db.prepare('SELECT value FROM meta WHERE name = ?'),
     metaSet: db.prepare('UPDATE meta SET value = ? WHERE name = ?'),
     kvGet: db.prepare(`SELECT ${KV_COLS} FROM kv WHERE key = ?`),
-    kvUpsert: db.prepare(
-      `INSERT INTO kv (${KV_COLS}) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (key) DO UPDATE SET value = excluded.value, create_rev = excluded.create_rev,
-         mod_rev = excluded.mod_rev, version = excluded.version, lease = excluded.lease`,
-    ),
+    kvInsert: db.prepare(`INSERT INTO kv (${KV_COLS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    kvUpdate: db.prepare('UPDATE kv SET value = ?, mod_rev = ?, version = ?, lease = ? WHERE key = ?'),
     kvDelete: db.prepare('DELETE FROM kv WHERE key = ?'),
     kvByLease: db.prepare(`SELECT ${KV_COLS} FROM kv WHERE lease = ? ORDER BY key`),
     leaseKeys: db.prepare('SELECT key FROM kv WHERE lease = ? ORDER BY key'),
