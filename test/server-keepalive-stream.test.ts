@@ -96,6 +96,7 @@ async function open(t: TestContext, url: string): Promise<StreamClient> {
   const res = await s.response();
   assert.equal(res.statusCode, 200);
   assert.equal(res.headers['content-type'], 'application/x-ndjson');
+  assert.equal(res.headers['transfer-encoding'], undefined, 'the answers are close-delimited, not chunked');
   return s;
 }
 

@@ -170,7 +170,10 @@ class KeepAliveStream {
     this.#req = req;
     this.#res = res;
     this.#deps = deps;
-    // The connection carries this one stream: it is never reused for another request.
+    // The connection carries this one stream: it is never reused for another request. So the body can
+    // be close-delimited instead of chunked: each answer is then one plain socket write, with no chunk
+    // framing to build and send per write (this path runs ~3,000 times a second for 10,000 instances).
+    res.useChunkedEncodingByDefault = false;
     res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', connection: 'close' });
     res.flushHeaders();
     // Renewals are tiny and latency-bound: no Nagle delay on the answers.
