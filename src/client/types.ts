@@ -9,15 +9,9 @@ import type { HealthCheckInput as HealthCheck, InstanceStatus } from '../catalog
 export { InstanceStatus } from '../catalog/types.js';
 export type { Instance, HealthCheckInput as HealthCheck } from '../catalog/types.js';
 
-/** A key's state, as the API returns it (values as UTF-8 text). */
-export interface KeyValue {
-  readonly key: string;
-  readonly value: string;
-  readonly createRevision: number;
-  readonly modRevision: number;
-  readonly version: number;
-  readonly lease?: string;
-}
+/** A key's state, as the API returns it (values as UTF-8 text): the server's own wire type. */
+import type { KeyValueJson as KeyValue } from '../server/codec.js';
+export type { KeyValue };
 
 /** One change seen by a watch. */
 export interface WatchEvent {
