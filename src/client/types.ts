@@ -5,7 +5,7 @@
 
 // The catalog's own shapes: one definition for the server that stores them and the SDK that reads
 // them. catalog/types.ts imports nothing at run time, so the SDK loads no server code through it.
-import type { HealthCheckInput as HealthCheck, InstanceStatus } from '../catalog/types.js';
+import type { RegisterInput } from '../catalog/types.js';
 export { InstanceStatus } from '../catalog/types.js';
 export type { Instance, HealthCheckInput as HealthCheck } from '../catalog/types.js';
 
@@ -82,17 +82,8 @@ export interface ServiceSummary {
 }
 
 /** The body of an instance registration (`PUT /v1/catalog/services/{service}/instances/{id}`). */
-export interface InstanceSpec {
-  readonly address: string;
-  readonly port: number;
-  readonly zone?: string;
-  readonly tags?: readonly string[];
-  readonly metadata?: Readonly<Record<string, string>>;
-  readonly version?: string;
-  readonly color?: string;
-  readonly status?: InstanceStatus;
-  readonly check?: HealthCheck;
-}
+// The catalog's registration input, less the lease fields: the SDK grants and renews the lease itself.
+export type InstanceSpec = Omit<RegisterInput, 'lease' | 'ttl'>;
 
 // Where the catalog keeps instances: one key per instance, its value the Instance JSON.
 export { CATALOG_INSTANCES_PREFIX, instancesPrefix } from '../catalog/keys.js';
