@@ -6,8 +6,10 @@ import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('..', import.meta.url).pathname;
-const filters = process.argv.slice(2).filter((a) => !a.startsWith('--'));
-const passThrough = process.argv.slice(2).filter((a) => a.startsWith('--'));
+// `--chaos` runs only the chaos suite (test/chaos/); without it the chaos suite runs with the rest.
+const chaos = process.argv.includes('--chaos');
+const filters = [...process.argv.slice(2).filter((a) => !a.startsWith('--')), ...(chaos ? ['test/chaos/'] : [])];
+const passThrough = process.argv.slice(2).filter((a) => a.startsWith('--') && a !== '--chaos');
 
 function walk(dir, out) {
   for (const name of readdirSync(dir)) {
