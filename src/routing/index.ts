@@ -1,0 +1,16 @@
+/**
+ * `spofless/routing`: the route model shared by the control plane and the gateways.
+ */
+export type {
+  BalancerKind,
+  FallbackResponse,
+  HashKey,
+  RetryOn,
+  RetryPolicy,
+  Route,
+  RouteBreaker,
+  RouteMatch,
+  RouteTimeouts,
+  TrafficPolicy,
+} from './types.js';
+export { ROUTES_PREFIX, routeKey, routeNameOf } from './keys.js';
