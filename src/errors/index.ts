@@ -43,6 +43,8 @@ export const ErrorCode = {
   HttpForbidden: 'SPOF_ERR_HTTP_FORBIDDEN',
   HttpUnavailable: 'SPOF_ERR_HTTP_UNAVAILABLE',
   HttpInternal: 'SPOF_ERR_HTTP_INTERNAL',
+  // Leader election (issue 4, src/election/).
+  ElectionNotLeader: 'SPOF_ERR_ELECTION_NOT_LEADER',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -383,6 +385,24 @@ export class HttpRequestError extends SpoflessError {
   /** Any spofless error carrying the `httpStatus` the server answers with (its codes vary). */
   static override [Symbol.hasInstance](value: unknown): boolean {
     return hasBrand(value) && typeof (value as { httpStatus?: unknown }).httpStatus === 'number';
+  }
+}
+
+// ---- leader election (src/election/) -------------------------------------------------------------
+
+/**
+ * A fenced action was refused because this process does not lead (any more): it never won, it
+ * resigned, its lease ran out on its own clock, or the store refused the write because the leader key
+ * it held is gone. Not retryable as such: wait to lead again.
+ */
+export class NotLeaderError extends SpoflessError {
+  static override readonly code = ErrorCode.ElectionNotLeader;
+  constructor(
+    readonly election: string,
+    message: string,
+    options: SpoflessErrorOptions = {},
+  ) {
+    super(ErrorCode.ElectionNotLeader, message, options);
   }
 }
 
