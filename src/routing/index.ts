@@ -14,3 +14,4 @@ export type {
   TrafficPolicy,
 } from './types.js';
 export { ROUTES_PREFIX, routeKey, routeNameOf } from './keys.js';
+export { BALANCER_KINDS, DEFAULT_FORCE_HEADER, ROUTE_NAME_PATTERN, parseRoute, serializeRoute, validateRoute } from './validate.js';
