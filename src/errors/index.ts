@@ -28,6 +28,7 @@ export const ErrorCode = {
   StoreValueTooLarge: 'SPOF_ERR_STORE_VALUE_TOO_LARGE',
   StoreLeaseNotFound: 'SPOF_ERR_STORE_LEASE_NOT_FOUND',
   StoreClosed: 'SPOF_ERR_STORE_CLOSED',
+  StoreUnavailable: 'SPOF_ERR_STORE_UNAVAILABLE',
   ControlPlaneUnreachable: 'SPOF_ERR_CONTROL_PLANE_UNREACHABLE',
   ControlPlaneResponse: 'SPOF_ERR_CONTROL_PLANE_RESPONSE',
   NoInstanceAvailable: 'SPOF_ERR_NO_INSTANCE_AVAILABLE',
@@ -43,8 +44,23 @@ export const ErrorCode = {
   HttpForbidden: 'SPOF_ERR_HTTP_FORBIDDEN',
   HttpUnavailable: 'SPOF_ERR_HTTP_UNAVAILABLE',
   HttpInternal: 'SPOF_ERR_HTTP_INTERNAL',
+  // flags (issue 6)
+  FlagInvalid: 'SPOF_ERR_FLAG_INVALID',
+  FlagNotFound: 'SPOF_ERR_FLAG_NOT_FOUND',
+  FlagConflict: 'SPOF_ERR_FLAG_CONFLICT',
+  FlagUnsupported: 'SPOF_ERR_FLAG_UNSUPPORTED',
+  FlagSegmentInUse: 'SPOF_ERR_FLAG_SEGMENT_IN_USE',
   // Leader election (issue 4, src/election/).
   ElectionNotLeader: 'SPOF_ERR_ELECTION_NOT_LEADER',
+  // The gateway (issue 5, src/gateway/): codes of the JSON error bodies it answers with.
+  GatewayNoRoute: 'SPOF_ERR_GATEWAY_NO_ROUTE',
+  GatewayUpstreamFailed: 'SPOF_ERR_GATEWAY_UPSTREAM_FAILED',
+  GatewayUpstreamTimeout: 'SPOF_ERR_GATEWAY_UPSTREAM_TIMEOUT',
+  GatewayUnavailable: 'SPOF_ERR_GATEWAY_UNAVAILABLE',
+  // Routes and deploys on the control plane (issue 5, src/routing/).
+  RouteNotFound: 'SPOF_ERR_ROUTE_NOT_FOUND',
+  RouteConflict: 'SPOF_ERR_ROUTE_CONFLICT',
+  DeployRefused: 'SPOF_ERR_DEPLOY_REFUSED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -236,6 +252,23 @@ export class LeaseNotFoundError extends SpoflessError {
   }
 }
 
+/**
+ * A remote store engine (etcd) could not be reached, or lost its quorum, within the call's time budget.
+ * Retryable. `outcomeUnknown` is true when a write may have been applied before the connection failed
+ * (the engine retries unconditional puts and deletes itself; a transaction it does not retry, since a
+ * second attempt could see its own first write and report the compare as failed).
+ */
+export class StoreUnavailableError extends SpoflessError {
+  static override readonly code = ErrorCode.StoreUnavailable;
+  constructor(
+    message: string,
+    readonly outcomeUnknown: boolean = false,
+    options: SpoflessErrorOptions = {},
+  ) {
+    super(ErrorCode.StoreUnavailable, message, { retryable: true, ...options });
+  }
+}
+
 /** The store was closed: the call was not made, or the watch ended. */
 export class StoreClosedError extends SpoflessError {
   static override readonly code = ErrorCode.StoreClosed;
@@ -403,6 +436,124 @@ export class NotLeaderError extends SpoflessError {
     options: SpoflessErrorOptions = {},
   ) {
     super(ErrorCode.ElectionNotLeader, message, options);
+  }
+}
+
+// ---- flags (issue 6) ------------------------------------------------------------------------------
+
+/** A flag, segment or flag import was refused by validation. `field` names the bad part (`rules[0].serve.variant`). */
+export class FlagValidationError extends SpoflessError {
+  static override readonly code = ErrorCode.FlagInvalid;
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(ErrorCode.FlagInvalid, `${field}: ${message}`);
+  }
+}
+
+/** No flag (or segment) of that key in that environment. */
+export class FlagNotFoundError extends SpoflessError {
+  static override readonly code = ErrorCode.FlagNotFound;
+  constructor(
+    readonly environment: string,
+    readonly key: string,
+    readonly kind: 'flag' | 'segment' = 'flag',
+  ) {
+    super(ErrorCode.FlagNotFound, `${kind} ${describe(key)} not found in environment ${describe(environment)}`);
+  }
+}
+
+/**
+ * A flag or segment changed since the revision the writer read (`If-Match`), or was created meanwhile
+ * (`If-None-Match: *`). Nothing was written: read it again and re-apply the change.
+ */
+export class FlagConflictError extends SpoflessError {
+  static override readonly code = ErrorCode.FlagConflict;
+  constructor(
+    readonly key: string,
+    /** The revision the writer expected (0: expected it not to exist). */
+    readonly expectedRevision: number,
+    /** The revision it has now (0: it does not exist). */
+    readonly currentRevision: number,
+  ) {
+    super(
+      ErrorCode.FlagConflict,
+      `${describe(key)} is at revision ${currentRevision}, not ${expectedRevision} as expected: it changed meanwhile; nothing was written, read it again`,
+      { retryable: true },
+    );
+  }
+}
+
+/** A flagd definition used a construct the spofless flag model does not have (or an export met one flagd lacks). */
+export class FlagUnsupportedError extends SpoflessError {
+  static override readonly code = ErrorCode.FlagUnsupported;
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(ErrorCode.FlagUnsupported, `${field}: ${message}`);
+  }
+}
+
+/** A segment cannot be deleted while flags' rules refer to it. */
+export class SegmentInUseError extends SpoflessError {
+  static override readonly code = ErrorCode.FlagSegmentInUse;
+  constructor(
+    readonly segment: string,
+    readonly flags: readonly string[],
+  ) {
+    super(ErrorCode.FlagSegmentInUse, `segment ${describe(segment)} is used by flag(s) ${flags.join(', ')}: remove it from their rules first`);
+  }
+}
+
+// ---- routes and deploys (src/routing/) ------------------------------------------------------------
+
+/** No route of that name is stored. */
+export class RouteNotFoundError extends SpoflessError {
+  static override readonly code = ErrorCode.RouteNotFound;
+  constructor(
+    readonly route: string,
+    /** The revision the read reflects. */
+    readonly revision: number,
+  ) {
+    super(ErrorCode.RouteNotFound, `route ${describe(route)} not found at revision ${revision}`);
+  }
+}
+
+/**
+ * A route changed between the read a write was based on and the write (a concurrent edit, or an
+ * `If-Match` revision that is no longer current). Nothing was written: read the route again.
+ */
+export class RouteConflictError extends SpoflessError {
+  static override readonly code = ErrorCode.RouteConflict;
+  constructor(
+    readonly route: string,
+    /** The revision the writer expected (0: expected it not to exist). */
+    readonly expectedRevision: number,
+    /** The revision it has now (0: it does not exist). */
+    readonly currentRevision: number,
+  ) {
+    super(
+      ErrorCode.RouteConflict,
+      `route ${describe(route)} is at revision ${currentRevision}, not ${expectedRevision} as expected: it changed meanwhile; nothing was written, read it again`,
+      { retryable: true },
+    );
+  }
+}
+
+/**
+ * A deploy step (switch, rollback, canary, promote) was refused because of the route's or the catalog's
+ * state: no passing instance of the target version, nothing to roll back to, no canary to promote.
+ * Nothing was written.
+ */
+export class DeployRefusedError extends SpoflessError {
+  static override readonly code = ErrorCode.DeployRefused;
+  constructor(
+    readonly route: string,
+    message: string,
+  ) {
+    super(ErrorCode.DeployRefused, `route ${describe(route)}: ${message}`);
   }
 }
 
