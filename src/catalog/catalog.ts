@@ -26,7 +26,7 @@ import {
   InvalidOptionError,
   describe,
 } from '../errors/index.js';
-import { text, type CallOptions, type LeaseId, type Store } from '../store/index.js';
+import { text, type CallOptions, type Compare, type LeaseId, type Store } from '../store/index.js';
 import { CATALOG_INSTANCES_PREFIX, instanceKey, instancesPrefix, parseInstance, parseInstanceKey } from './keys.js';
 import {
   DEFAULT_REGISTRATION_TTL,
@@ -197,12 +197,19 @@ export class Catalog {
 
   /**
    * Writes `next` at `key` only if the key is still at `expected.modRevision`, keeping its lease.
-   * Returns the write's revision, or `undefined` when the key changed (or went) meanwhile.
+   * Returns the write's revision, or `undefined` when the key changed (or went) meanwhile, or when one
+   * of the extra `guard` compares failed (a leader's fence: see `spofless/election`).
    */
-  async compareAndSwap(key: string, expected: InstanceVersion, next: Instance, options: CallOptions = {}): Promise<number | undefined> {
+  async compareAndSwap(
+    key: string,
+    expected: InstanceVersion,
+    next: Instance,
+    options: CallOptions = {},
+    guard: readonly Compare[] = [],
+  ): Promise<number | undefined> {
     const r = await this.store.txn(
       {
-        compare: [{ key, target: 'modRevision', cmp: '=', value: expected.modRevision }],
+        compare: [...guard, { key, target: 'modRevision', cmp: '=', value: expected.modRevision }],
         success: [
           expected.lease === undefined
             ? { type: 'put', key, value: JSON.stringify(next) }

@@ -37,7 +37,7 @@
  * ```
  */
 import { CompactedError, InvalidOptionError, StoreClosedError, isSpoflessError, ErrorCode } from '../errors/index.js';
-import { text, type KeyValue, type Store, type Watch } from '../store/index.js';
+import { text, type Compare, type KeyValue, type Store, type Watch } from '../store/index.js';
 import { Catalog, withStatus } from './catalog.js';
 import { CATALOG_INSTANCES_PREFIX, parseInstance, parseInstanceKey } from './keys.js';
 import { defaultProbe, type Probe } from './probe.js';
@@ -91,6 +91,12 @@ export interface HealthCheckerOptions {
   readonly logger?: CatalogLogger;
   /** Wait before re-listing after the watch failed for a reason other than compaction (ms). Default 1,000. */
   readonly retryDelay?: number;
+  /**
+   * Compares added to every status write, and checked just before it: on a control-plane replica, the
+   * elected leader's fence (`Leadership.fence()`), so that a deposed leader's late write is refused by
+   * the store. Throwing (`NotLeaderError`) skips the write.
+   */
+  readonly fence?: () => readonly Compare[];
 }
 
 type TargetState =
@@ -152,6 +158,7 @@ export class HealthChecker {
   readonly #probe: Probe;
   readonly #logger: CatalogLogger | undefined;
   readonly #retryDelay: number;
+  readonly #fence: (() => readonly Compare[]) | undefined;
   readonly #targets = new Map<string, Target>();
   readonly #results = new Listeners<CheckResultEvent>();
   readonly #changes = new Listeners<StatusChangeEvent>();
@@ -181,6 +188,8 @@ export class HealthChecker {
     this.#probe = options.probe ?? defaultProbe;
     this.#logger = options.logger;
     this.#retryDelay = retryDelay;
+    if (options.fence !== undefined && typeof options.fence !== 'function') throw new InvalidOptionError('HealthChecker', 'fence', options.fence, 'a function');
+    this.#fence = options.fence;
   }
 
   /** True between `start()` and `stop()`. */
@@ -468,7 +477,7 @@ export class HealthChecker {
     const from = t.instance.status;
     const next = withStatus(t.instance, to, reason);
     try {
-      const revision = await this.#catalog.compareAndSwap(t.key, t.kv, next);
+      const revision = await this.#catalog.compareAndSwap(t.key, t.kv, next, {}, this.#fence?.() ?? []);
       if (revision === undefined) {
         // Someone else wrote first: the watch brings their version; the next result is judged on it.
         this.#logger?.info({ service: t.service, id: t.id }, 'health checker: instance changed during a status update; will judge again');
@@ -482,6 +491,10 @@ export class HealthChecker {
       this.#changes.emit({ service: t.service, id: t.id, from, to, reason, revision });
     } catch (err) {
       if (err instanceof StoreClosedError) return;
+      if (isSpoflessError(err, ErrorCode.ElectionNotLeader)) {
+        this.#logger?.warn({ service: t.service, id: t.id, to }, 'health checker: not the leader any more; status not written');
+        return;
+      }
       this.#logger?.warn({ err, service: t.service, id: t.id }, 'health checker: status update failed; will retry after the next check');
     }
   }

@@ -4,13 +4,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { isIP } from 'node:net';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 import { Catalog, HealthChecker, type HealthCheckerOptions } from '../catalog/index.js';
-import { InvalidOptionError, SpoflessError, ErrorCode } from '../errors/index.js';
+import { InvalidOptionError, NotLeaderError, SpoflessError, ErrorCode } from '../errors/index.js';
 import { SqliteStore, type Store } from '../store/index.js';
 import { DEFAULT_BODY_LIMIT, buildApp } from './app.js';
 import { WatchHub, type WatchHubStats } from './watch-hub.js';
+import { Replica, registerLeaderRoute, type LeaderStatus, type ReplicaElectionOptions } from './replica.js';
 
 /**
  * @example
@@ -39,8 +41,15 @@ export interface ControlPlaneOptions {
    * or `false` under `node --test`.
    */
   readonly logger?: NonNullable<FastifyServerOptions['logger']> | FastifyBaseLogger;
-  /** Run active health checks here (the next issue runs them on the elected leader only). Default true. */
-  readonly healthChecks?: boolean | Omit<HealthCheckerOptions, 'store' | 'logger'>;
+  /** Run active health checks (on the elected leader only, see `election`). Default true. */
+  readonly healthChecks?: boolean | Omit<HealthCheckerOptions, 'store' | 'logger' | 'fence'>;
+  /**
+   * Replicas: several control planes on one shared store (etcd) elect a leader that alone runs the
+   * work that must run once (active health checks), with fenced writes. `true` or options: elect;
+   * `false`: this is the only control plane, it leads. Default: elect, except on the embedded SQLite
+   * store (one process only), where the one replica leads.
+   */
+  readonly election?: boolean | ReplicaElectionOptions;
   /** Watch streams: the unread-bytes bound of a subscriber (default 4 MiB) and the ping interval (default 15 s). */
   readonly watch?: { readonly maxBufferedBytes?: number; readonly pingIntervalMs?: number };
   /** Largest request body in bytes. Default 3 MiB. */
@@ -55,8 +64,14 @@ export interface ControlPlane {
   readonly port: number;
   readonly store: Store;
   readonly catalog: Catalog;
-  /** `undefined` when `healthChecks: false`. */
+  /** `undefined` when `healthChecks: false`. Runs only while this replica leads. */
   readonly healthChecker: HealthChecker | undefined;
+  /** This replica's election; `undefined` for a single control plane (it always leads). */
+  readonly election: import('../election/index.js').Election | undefined;
+  /** Whether this replica leads now (always, for a single control plane). */
+  readonly isLeader: boolean;
+  /** What `GET /v1/leader` answers. */
+  leader(): Promise<LeaderStatus>;
   /** Store watches and subscribers of the watch hub right now. */
   readonly watchStats: WatchHubStats;
   /**
@@ -84,6 +99,11 @@ function checkOptions(o: ControlPlaneOptions): void {
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir.length === 0)) fail('dataDir', o.dataDir, 'a directory path');
   if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.watch !== 'function')) fail('store', o.store, 'a Store');
   if (o.bodyLimit !== undefined && (!Number.isSafeInteger(o.bodyLimit) || o.bodyLimit < 1024)) fail('bodyLimit', o.bodyLimit, 'an integer >= 1024');
+  Replica.check(o.election);
+}
+
+function notYet(): never {
+  throw new NotLeaderError('control-plane', 'the control plane is still starting');
 }
 
 function defaultLogger(): boolean {
@@ -135,11 +155,18 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     closing: () => closing,
   });
   const checks = options.healthChecks ?? true;
+  // Made once the port is bound (it names the replica); the checker runs only after that.
+  let replica: Replica | undefined;
   const healthChecker =
-    checks === false ? undefined : new HealthChecker({ ...(checks === true ? {} : checks), store, logger: app.log });
+    checks === false
+      ? undefined
+      : new HealthChecker({ ...(checks === true ? {} : checks), store, logger: app.log, fence: () => replica?.fence() ?? notYet() });
+  registerLeaderRoute(app, () => replica);
 
   const shutdown = async (): Promise<void> => {
     closing = true;
+    // Resigning revokes the election lease: another replica leads at once, not after the TTL.
+    await replica?.close();
     await healthChecker?.stop();
     hub.close();
     const cut = setTimeout(() => app.server.closeAllConnections(), CLOSE_GRACE_MS);
@@ -153,9 +180,14 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   };
 
   let address: string;
+  let live: Replica;
   try {
-    await healthChecker?.start();
     address = await app.listen({ host, port });
+    const bound = app.server.address();
+    const id = `${hostname()}:${process.pid}:${typeof bound === 'object' && bound !== null ? bound.port : port}`;
+    const election = Replica.election(store, options.election, store instanceof SqliteStore, id, app.log);
+    live = replica = new Replica({ store, election, id, checker: healthChecker, log: app.log });
+    await live.start();
   } catch (err) {
     await shutdown().catch(() => undefined);
     const code = (err as { code?: unknown }).code;
@@ -182,6 +214,11 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
     store,
     catalog,
     healthChecker,
+    election: live.election,
+    get isLeader() {
+      return live.isLeader;
+    },
+    leader: () => live.status(),
     get watchStats() {
       return hub.stats;
     },
