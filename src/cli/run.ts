@@ -11,6 +11,7 @@ import { ControlPlaneClient, DEFAULT_URL } from '../client/index.js';
 import type { Instance, InstanceStatus, KeyValue, WatchEvent } from '../client/index.js';
 import { isSpoflessError } from '../errors/index.js';
 import { age, cell, table } from './format.js';
+import { ROUTING_USAGE, isRoutingCommand, runRouting } from './routing.js';
 
 /** Where the CLI writes and what it reads from its environment. */
 export interface CliIo {
@@ -35,7 +36,7 @@ commands:
   kv del <key> [--prefix]                          delete a key (or every key under a prefix)
   kv ls [prefix] [--limit N] [--keys-only]         list keys
   watch <prefix> [--revision N]                    print changes until Ctrl-C
-
+${ROUTING_USAGE}
 options:
   --url URL[,URL...]   control plane (default $SPOFLESS_URL, else ${DEFAULT_URL})
   --json               machine-readable output
@@ -70,6 +71,7 @@ class UsageError extends Error {}
  * ```
  */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
+  if (isRoutingCommand(argv)) return runRouting(argv, io);
   let json = false;
   try {
     const { values, positionals } = parse(argv);
