@@ -41,6 +41,8 @@ export type {
 } from './types.js';
 export { bytes, compareBytes, prefixEnd, text } from './bytes.js';
 export { SqliteStore } from './sqlite.js';
+export { EtcdStore, openEtcdStore, parseEndpoint, parseStoreUrl } from './etcd.js';
+export type { EtcdStoreOptions, EtcdStoreStats, StoreUrl } from './etcd.js';
 export type { CompactionOptions, SqliteStoreOptions, SqliteStoreStats, StoreClock } from './sqlite.js';
 export { MAX_KEY_BYTES, MAX_LEASE_TTL, MAX_TXN_OPS, MAX_VALUE_BYTES, MIN_LEASE_TTL } from './validate.js';
 export {
@@ -49,5 +51,6 @@ export {
   InvalidKeyError,
   LeaseNotFoundError,
   StoreClosedError,
+  StoreUnavailableError,
   ValueTooLargeError,
 } from '../errors/index.js';
