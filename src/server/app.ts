@@ -14,6 +14,7 @@ import type { Store } from '../store/index.js';
 import { toHttpError } from './errors.js';
 import { KeepAliveStreams } from './keepalive-stream.js';
 import { closingError, registerRoutes } from './routes.js';
+import { registerFlagRoutes } from './flags-routes.js';
 import { registerRoutingRoutes } from './routing-routes.js';
 import { validatorCompiler } from './validation.js';
 import type { WatchHub } from './watch-hub.js';
@@ -168,6 +169,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
     done();
   });
   registerRoutes(app, { store, catalog: options.catalog, hub: options.hub, keepAlives });
+  registerFlagRoutes(app, { store });
   registerRoutingRoutes(app, { store });
   return app;
 }
