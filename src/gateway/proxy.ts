@@ -1,0 +1,618 @@
+/**
+ * The hot path: one {@link ProxyCall} per request, which is also the undici dispatch handler of each of
+ * its tries (undici's callback handler interface: no promise per chunk, no closure per request).
+ *
+ * A call, step by step:
+ * 1. the route's breaker admits it (else the route's fallback, or 503);
+ * 2. the version it goes to is chosen (force header, sticky canary, blue-green active color);
+ * 3. a try: the pool picks an instance not tried yet; its breaker admits it (else the next one);
+ *    `Pool.dispatch` sends it with the request body streamed (backpressure both ways);
+ * 4. on a connect failure, a reset or a per-try timeout before any response byte, or a configured
+ *    status, another try goes to another instance when the request can be repeated (idempotent, or no
+ *    request byte sent), the retry budget allows it, and the deadline has not passed;
+ * 5. the answer is streamed back with hop-by-hop headers removed. A client that goes away aborts the
+ *    upstream request.
+ *
+ * Connect failures are always retried (up to 3 tries, or the route's `attempts` if higher): nothing
+ * was sent, so it is safe for every method, as HAProxy's `retries` + `option redispatch` do by default.
+ *
+ * Breakers are driven through `tryExecute` with one shared operation (`GATE`) that records, without a
+ * closure, whether the breaker let the call through and hands back the resolver of the outcome; the
+ * outcome is resolved when the try (or the request) ends.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import { ErrorCode } from '../errors/index.js';
+import type { CircuitBreaker } from '../resilience/index.js';
+import { FAILED, RETRY_CONNECT, RETRY_RESET, RETRY_TIMEOUT, SUCCEEDED, readKey, type CompiledRoute } from './table.js';
+import { hash32, type ServicePool, type Upstream } from './upstreams.js';
+
+/** What the hot path needs from the gateway. */
+export interface ProxyHost {
+  inFlight: number;
+  closing: boolean;
+  pool(service: string): ServicePool | undefined;
+  onTryOutcome(u: Upstream, failed: boolean): void;
+  onCallDone(): void;
+  readonly headersTimeoutMs: number;
+  readonly bodyTimeoutMs: number;
+}
+
+// ---- breakers without closures -----------------------------------------------------------------------
+
+let gateCalled = false;
+let gateResolve: ((v: number) => void) | undefined;
+function gateExecutor(resolve: (v: number) => void): void {
+  gateResolve = resolve;
+}
+function GATE(): Promise<number> {
+  gateCalled = true;
+  return new Promise<number>(gateExecutor);
+}
+/** Asks `breaker` to admit a call: the outcome's resolver, or `undefined` when it refuses. */
+export function admit(breaker: CircuitBreaker): ((v: number) => void) | undefined {
+  gateCalled = false;
+  gateResolve = undefined;
+  void breaker.tryExecute(GATE);
+  return gateCalled ? gateResolve : undefined;
+}
+
+// ---- headers -------------------------------------------------------------------------------------------
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1), plus `expect` (the gateway answers `100-continue` itself). */
+const HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'expect', 'http2-settings']);
+/** Lengths of the hop-by-hop names: most headers are skipped without lower-casing them. */
+const HOP_LENGTHS = new Set([...HOP].map((h) => h.length));
+const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade']);
+
+/** Names listed in a `Connection` header other than the usual tokens: also hop-by-hop for this message. */
+function connectionTokens(value: string | undefined): Set<string> | undefined {
+  if (value === undefined) return undefined;
+  let extra: Set<string> | undefined;
+  for (const raw of value.split(',')) {
+    const t = raw.trim().toLowerCase();
+    if (t !== '' && t !== 'close' && t !== 'keep-alive' && t !== 'upgrade') (extra ??= new Set()).add(t);
+  }
+  return extra;
+}
+
+/**
+ * The upstream request's headers as a flat array: the client's minus hop-by-hop ones, with
+ * `X-Forwarded-For/-Proto/-Host` and `Forwarded` set.
+ */
+export function upstreamHeaders(req: IncomingMessage): string[] {
+  const raw = req.rawHeaders;
+  const out: string[] = [];
+  const extra = connectionTokens(req.headers.connection);
+  let xff: string | undefined;
+  let fwd: string | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const len = name.length;
+    if (HOP_LENGTHS.has(len) || len === 15 || len === 16 || len === 9 || extra !== undefined) {
+      const lower = name.toLowerCase();
+      // For a WebSocket handshake undici sets `connection` and `upgrade` itself (the `upgrade` option).
+      if (HOP.has(lower)) continue;
+      if (extra?.has(lower) === true) continue;
+      if (lower === 'x-forwarded-for') {
+        xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
+        continue;
+      }
+      if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+      if (lower === 'forwarded') {
+        fwd = fwd === undefined ? raw[i + 1]! : `${fwd}, ${raw[i + 1]!}`;
+        continue;
+      }
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  const ip = req.socket.remoteAddress ?? '';
+  const host = req.headers.host ?? '';
+  out.push('x-forwarded-for', xff === undefined ? ip : `${xff}, ${ip}`);
+  out.push('x-forwarded-proto', 'http');
+  if (host !== '') out.push('x-forwarded-host', host);
+  const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
+  const own = host !== '' ? `for=${forNode};host="${host.replace(/["\\]/g, '')}";proto=http` : `for=${forNode};proto=http`;
+  out.push('forwarded', fwd === undefined ? own : `${fwd}, ${own}`);
+  return out;
+}
+
+/** The client response's headers from undici's raw ones, hop-by-hop removed. */
+function responseHeaders(raw: Buffer[], closing: boolean): string[] {
+  const out: string[] = [];
+  let extra: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const b = raw[i]!;
+    if (b.length === 10 && b.toString('latin1').toLowerCase() === 'connection') {
+      extra = connectionTokens(raw[i + 1]!.toString('latin1'));
+      break;
+    }
+  }
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const len = name.length;
+    if ((HOP_LENGTHS.has(len) || extra !== undefined) && (RESPONSE_HOP.has(name.toLowerCase()) || extra?.has(name.toLowerCase()) === true)) continue;
+    out.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  if (closing) out.push('connection', 'close');
+  return out;
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Error codes of a connection that was never made: nothing was sent. */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL']);
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+function failureKind(err: unknown): number {
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === 'string') {
+    if (CONNECT_CODES.has(code)) return RETRY_CONNECT;
+    if (TIMEOUT_CODES.has(code)) return RETRY_TIMEOUT;
+  }
+  const errors = (err as { errors?: unknown }).errors;
+  if (Array.isArray(errors) && errors.length > 0 && errors.every((e) => failureKind(e) === RETRY_CONNECT)) return RETRY_CONNECT;
+  return RETRY_RESET;
+}
+
+// ---- the request body, tapped per try ------------------------------------------------------------------
+
+const kTap = Symbol('spofless.tap');
+const kCall = Symbol('spofless.call');
+
+type TappedRequest = IncomingMessage & { [kTap]?: BodyTap | undefined };
+
+function onReqData(this: TappedRequest, chunk: Buffer): void {
+  const tap = this[kTap];
+  if (tap !== undefined && !tap.push(chunk)) this.pause();
+}
+function onReqEnd(this: TappedRequest): void {
+  this[kTap]?.push(null);
+}
+function onReqError(this: TappedRequest, err: Error): void {
+  this[kTap]?.destroy(err);
+}
+
+/**
+ * A readable over the client's request body for one try. It pulls from the request only when undici
+ * reads, so a try that failed before sending leaves the body unread and the next try can send it; the
+ * request's `readableDidRead` says whether any byte went. Destroying it (undici does, on a failed try)
+ * leaves the client's request untouched.
+ */
+class BodyTap extends Readable {
+  readonly #req: TappedRequest;
+  #attached = false;
+
+  constructor(req: TappedRequest) {
+    super({ highWaterMark: 64 * 1024 });
+    this.#req = req;
+  }
+
+  override _read(): void {
+    const req = this.#req;
+    if (!this.#attached) {
+      this.#attached = true;
+      req[kTap] = this;
+      if (req.readableEnded) {
+        this.push(null);
+        return;
+      }
+      req.on('data', onReqData);
+      req.on('end', onReqEnd);
+      req.on('error', onReqError);
+    }
+    req.resume();
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    const req = this.#req;
+    if (req[kTap] === this) {
+      req[kTap] = undefined;
+      req.off('data', onReqData);
+      req.off('end', onReqEnd);
+      req.off('error', onReqError);
+      req.pause();
+    }
+    cb(err);
+  }
+}
+
+// ---- the call ------------------------------------------------------------------------------------------
+
+function onResDrain(this: ServerResponse & { [kCall]?: ProxyCall | undefined }): void {
+  this[kCall]?.resumeUpstream();
+}
+function onResClose(this: ServerResponse & { [kCall]?: ProxyCall | undefined }): void {
+  this[kCall]?.clientClosed();
+}
+function onDeadline(call: ProxyCall): void {
+  call.deadlinePassed();
+}
+
+const MAX_CONNECT_TRIES = 3;
+
+class TotalTimeout extends Error {
+  readonly code = 'SPOF_GATEWAY_DEADLINE';
+}
+
+/** One proxied request; also the undici handler of each of its tries. */
+export class ProxyCall implements Dispatcher.DispatchHandler {
+  readonly #host: ProxyHost;
+  readonly #route: CompiledRoute;
+  readonly #req: IncomingMessage;
+  readonly #res: ServerResponse & { [kCall]?: ProxyCall | undefined };
+  readonly #path: string;
+  readonly #method: string;
+  readonly #headers: string[];
+  readonly #hasBody: boolean;
+  readonly #started: number;
+  #want: string | undefined;
+  #hash = -1;
+  #tries = 0;
+  #tried: Upstream[] | undefined;
+  #upstream: Upstream | undefined;
+  #tryOutcome: ((v: number) => void) | undefined;
+  #routeOutcome: ((v: number) => void) | undefined;
+  #abort: ((err?: Error) => void) | undefined;
+  #resume: (() => void) | undefined;
+  #responded = false;
+  #discarding = false;
+  #done = false;
+  #deadline = 0;
+  #timer: NodeJS.Timeout | undefined;
+  #timedOut = false;
+  #lastError: unknown;
+  #lastStatus = 0;
+
+  constructor(host: ProxyHost, route: CompiledRoute, req: IncomingMessage, res: ServerResponse, path: string) {
+    this.#host = host;
+    this.#route = route;
+    this.#req = req;
+    this.#res = res;
+    this.#method = req.method ?? 'GET';
+    this.#path = route.stripPrefix ? stripped(path, route.prefixBare) : path;
+    this.#headers = upstreamHeaders(req);
+    const h = req.headers;
+    this.#hasBody = (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined;
+    this.#started = performance.now();
+  }
+
+  start(): void {
+    const route = this.#route;
+    const host = this.#host;
+    host.inFlight++;
+    route.stats.requests++;
+    route.budget?.recordCall();
+    this.#res[kCall] = this;
+    this.#res.on('close', onResClose);
+    this.#routeOutcome = admit(route.breaker);
+    if (this.#routeOutcome === undefined) {
+      this.#fallbackOr(503, ErrorCode.BrokenCircuit, `route ${route.name}: its circuit is open`);
+      return;
+    }
+    // Traffic shifting: which version this request goes to.
+    const headers = this.#req.headers;
+    this.#want = route.active;
+    const forced = headers[route.forceHeader];
+    if (typeof forced === 'string' && forced !== '') this.#want = forced;
+    else if (route.canary !== undefined) {
+      const c = route.canary;
+      const key = c.stickyOn !== undefined ? readKey(c.stickyOn, headers) : undefined;
+      const h = key !== undefined ? hash32(key) : (Math.random() * 4294967296) >>> 0;
+      if (h % 10_000 < c.per10k) this.#want = c.version;
+    }
+    if (route.hashOn !== undefined) {
+      const key = readKey(route.hashOn, headers);
+      if (key !== undefined) this.#hash = hash32(key);
+    }
+    if (route.totalMs > 0) {
+      this.#deadline = this.#started + route.totalMs;
+      this.#timer = setTimeout(onDeadline, route.totalMs, this);
+    }
+    this.#next();
+  }
+
+  /** Starts the next try, or answers when there is none to make. */
+  #next(): void {
+    const route = this.#route;
+    const pool = this.#host.pool(route.service);
+    const now = Date.now();
+    for (;;) {
+      let u = pool?.pick(route.balancer, this.#want, this.#hash, this.#tried, now);
+      if (u === undefined && this.#want !== route.active && this.#want === route.canary?.version && this.#tries === 0) {
+        // No canary instance can take it: the stable version does, rather than failing the user.
+        this.#want = route.active;
+        u = pool?.pick(route.balancer, this.#want, this.#hash, this.#tried, now);
+      }
+      if (u === undefined) {
+        this.#noUpstream();
+        return;
+      }
+      const outcome = admit(u.breaker);
+      if (outcome === undefined) {
+        (this.#tried ??= []).push(u);
+        continue;
+      }
+      this.#send(u, outcome);
+      return;
+    }
+  }
+
+  #send(u: Upstream, outcome: (v: number) => void): void {
+    this.#tries++;
+    this.#upstream = u;
+    this.#tryOutcome = outcome;
+    this.#abort = undefined;
+    this.#discarding = false;
+    u.inFlight++;
+    u.requests++;
+    const route = this.#route;
+    let headersTimeout = route.perTryMs > 0 ? route.perTryMs : this.#host.headersTimeoutMs;
+    if (this.#deadline > 0) headersTimeout = Math.max(1, Math.min(headersTimeout, Math.ceil(this.#deadline - performance.now())));
+    try {
+      u.pool.dispatch(
+        {
+          path: this.#path,
+          method: this.#method,
+          headers: this.#headers,
+          body: this.#hasBody ? new BodyTap(this.#req) : null,
+          headersTimeout,
+          bodyTimeout: this.#host.bodyTimeoutMs,
+        },
+        this,
+      );
+    } catch (err) {
+      // undici refuses some requests up front (a header value it will not send): a bad request, no try made.
+      u.inFlight--;
+      this.#tryOutcome = undefined;
+      outcome(SUCCEEDED);
+      this.#reply(400, ErrorCode.InvalidArgument, `the request cannot be forwarded: ${describe(err)}`);
+    }
+  }
+
+  // ---- undici handler --------------------------------------------------------------------------------
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.#abort = abort;
+    if (this.#done) abort();
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (this.#done) return false;
+    if (status < 200) return true;
+    const u = this.#upstream!;
+    this.#lastStatus = status;
+    u.statusClasses[Math.min(5, Math.floor(status / 100))]!++;
+    const failed = status >= 500;
+    if (this.#route.retryStatuses.has(status) && this.#canRetry(0)) {
+      // Read and drop this answer (the connection stays usable), then try elsewhere.
+      this.#endTry(true);
+      this.#discarding = true;
+      return true;
+    }
+    this.#endTry(failed);
+    const res = this.#res;
+    const headers = responseHeaders(rawHeaders, this.#host.closing);
+    try {
+      if (statusText !== '') res.writeHead(status, statusText, headers);
+      else res.writeHead(status, headers);
+    } catch (err) {
+      // An upstream header node refuses (an invalid character): a bad gateway, not a crash.
+      this.#lastError = err;
+      this.#abort?.(err as Error);
+      return false;
+    }
+    this.#responded = true;
+    this.#resume = resume;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (this.#discarding || this.#done) return true;
+    const ok = this.#res.write(chunk);
+    if (!ok) this.#res.once('drain', onResDrain);
+    return ok;
+  }
+
+  onComplete(): void {
+    if (this.#done) return;
+    if (this.#discarding) {
+      this.#discarding = false;
+      this.#retry();
+      return;
+    }
+    this.#res.end();
+    this.#finish(this.#lastStatus, this.#lastStatus >= 500);
+  }
+
+  onError(err: Error): void {
+    if (this.#tryOutcome !== undefined) {
+      const kind = this.#timedOut ? RETRY_TIMEOUT : failureKind(err);
+      if (kind !== RETRY_TIMEOUT || !this.#timedOut) this.#upstream!.failures++;
+      this.#endTry(true);
+    }
+    if (this.#done) return;
+    this.#lastError = err;
+    if (this.#responded) {
+      // Part of the answer went out: the client must see a broken response, not a short one.
+      this.#res.destroy(err);
+      this.#finish(0, true);
+      return;
+    }
+    if (this.#discarding) {
+      this.#discarding = false;
+      this.#retry();
+      return;
+    }
+    if (this.#timedOut) {
+      this.#reply(504, ErrorCode.GatewayUpstreamTimeout, `route ${this.#route.name}: no answer within ${this.#route.totalMs} ms`);
+      return;
+    }
+    const kind = failureKind(err);
+    if (this.#canRetry(kind)) {
+      this.#retry();
+      return;
+    }
+    if (kind === RETRY_TIMEOUT) {
+      this.#reply(504, ErrorCode.GatewayUpstreamTimeout, `route ${this.#route.name}: instance ${this.#upstream!.instance.id} sent no answer in time`);
+    } else {
+      this.#reply(502, ErrorCode.GatewayUpstreamFailed, `route ${this.#route.name}: instance ${this.#upstream!.instance.id} failed: ${describe(err)}`);
+    }
+  }
+
+  onUpgrade(): void {
+    // Plain requests never ask for an upgrade (see websocket.ts).
+  }
+
+  // ---- internals -------------------------------------------------------------------------------------
+
+  /** Ends the current try's bookkeeping: in-flight count, breaker and outlier outcome. */
+  #endTry(failed: boolean): void {
+    const u = this.#upstream;
+    const outcome = this.#tryOutcome;
+    if (u === undefined || outcome === undefined) return;
+    this.#tryOutcome = undefined;
+    u.inFlight--;
+    outcome(failed ? FAILED : SUCCEEDED);
+    this.#host.onTryOutcome(u, failed);
+  }
+
+  /** May the request be sent again after a failure of `kind` (0: a retryable status)? */
+  #canRetry(kind: number): boolean {
+    const route = this.#route;
+    const isConnect = kind === RETRY_CONNECT;
+    const max = isConnect ? Math.max(route.attempts, MAX_CONNECT_TRIES) : route.attempts;
+    if (this.#tries >= max) return false;
+    if (!isConnect && kind !== 0 && (route.retryOn & kind) === 0) return false;
+    // The body can be sent again only if no byte of it was read.
+    if (this.#hasBody && this.#req.readableDidRead) return false;
+    if (!isConnect && !IDEMPOTENT.has(this.#method)) return false;
+    if (this.#deadline > 0 && performance.now() >= this.#deadline) return false;
+    const budget = route.budget;
+    if (budget !== undefined && !budget.tryAcquire()) {
+      route.stats.retriesDenied++;
+      return false;
+    }
+    return true;
+  }
+
+  #retry(): void {
+    (this.#tried ??= []).push(this.#upstream!);
+    this.#route.stats.retries++;
+    this.#next();
+  }
+
+  #noUpstream(): void {
+    const route = this.#route;
+    if (this.#lastError !== undefined) {
+      this.#reply(502, ErrorCode.GatewayUpstreamFailed, `route ${route.name}: every instance tried failed (${this.#tries} tries): ${describe(this.#lastError)}`);
+      return;
+    }
+    if (this.#lastStatus !== 0) {
+      // Every instance answered a retryable status and none is left: that status is the answer.
+      this.#reply(this.#lastStatus, ErrorCode.GatewayUpstreamFailed, `route ${route.name}: every instance answered ${this.#lastStatus}`);
+      return;
+    }
+    route.stats.noUpstream++;
+    const which = this.#want === undefined ? '' : ` of version ${JSON.stringify(this.#want)}`;
+    this.#fallbackOr(503, ErrorCode.NoInstanceAvailable, `route ${route.name}: no instance${which} of service ${JSON.stringify(route.service)} is available`);
+  }
+
+  /** The route's predefined fallback when it has one (pool broken or empty), else a JSON error. */
+  #fallbackOr(status: number, code: string, message: string): void {
+    const fb = this.#route.fallback;
+    if (fb === undefined) {
+      this.#reply(status, code, message);
+      return;
+    }
+    this.#route.stats.fallbacks++;
+    const res = this.#res;
+    if (!res.headersSent && !res.destroyed) {
+      const headers = this.#host.closing ? [...fb.headers, 'connection', 'close', 'content-length', String(fb.body.length)] : [...fb.headers, 'content-length', String(fb.body.length)];
+      res.writeHead(fb.status, headers);
+      res.end(fb.body);
+    }
+    this.#finish(fb.status, false);
+  }
+
+  #reply(status: number, code: string, message: string): void {
+    const res = this.#res;
+    if (!res.headersSent && !res.destroyed) writeError(res, status, code, message, this.#host.closing);
+    this.#finish(status, true);
+  }
+
+  #finish(status: number, failed: boolean): void {
+    if (this.#done) return;
+    this.#done = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#route.stats.observe(status, (performance.now() - this.#started) / 1000);
+    const ro = this.#routeOutcome;
+    if (ro !== undefined) {
+      this.#routeOutcome = undefined;
+      ro(failed ? FAILED : SUCCEEDED);
+    }
+    this.#res[kCall] = undefined;
+    const host = this.#host;
+    host.inFlight--;
+    host.onCallDone();
+  }
+
+  /** The client's response can take more: let undici read on. */
+  resumeUpstream(): void {
+    this.#resume?.();
+  }
+
+  /** The client's connection closed (before the answer was complete: the client gave up). */
+  clientClosed(): void {
+    if (this.#done) return;
+    const abort = this.#abort;
+    this.#finish(0, false);
+    // A try in flight is cancelled: the upstream stops working for nobody. Its breaker does not count it.
+    if (this.#tryOutcome !== undefined) {
+      const u = this.#upstream!;
+      const outcome = this.#tryOutcome;
+      this.#tryOutcome = undefined;
+      u.inFlight--;
+      outcome(SUCCEEDED);
+    }
+    abort?.(new Error('the client closed the connection'));
+  }
+
+  deadlinePassed(): void {
+    if (this.#done) return;
+    this.#timedOut = true;
+    this.#timer = undefined;
+    if (this.#responded) {
+      this.#res.destroy(new TotalTimeout('deadline'));
+      this.#finish(0, true);
+      return;
+    }
+    if (this.#abort !== undefined && this.#tryOutcome !== undefined) {
+      this.#abort(new TotalTimeout(`route ${this.#route.name}: deadline of ${this.#route.totalMs} ms passed`));
+      return;
+    }
+    this.#reply(504, ErrorCode.GatewayUpstreamTimeout, `route ${this.#route.name}: no answer within ${this.#route.totalMs} ms`);
+  }
+}
+
+function stripped(path: string, prefix: string): string {
+  const rest = path.slice(prefix.length);
+  return rest === '' || rest.charCodeAt(0) === 63 /* ? */ ? `/${rest}` : rest;
+}
+
+function describe(err: unknown): string {
+  if (typeof err !== 'object' || err === null) return String(err);
+  const code = (err as { code?: unknown }).code;
+  const msg = (err as { message?: unknown }).message;
+  return typeof code === 'string' && typeof msg === 'string' && !msg.includes(code) ? `${msg} (${code})` : String(msg);
+}
+
+/** A JSON error in the control plane's shape: `{ "error": { "code", "message" } }`. */
+export function writeError(res: ServerResponse, status: number, code: string, message: string, closing: boolean, extra?: Record<string, unknown>): void {
+  const body = JSON.stringify({ error: { code, message, ...extra } });
+  const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'x-spofless-gateway', 'error'];
+  if (closing) headers.push('connection', 'close');
+  res.writeHead(status, headers);
+  res.end(body);
+}
