@@ -227,7 +227,7 @@ export class ControlPlaneClient {
    */
   async register(instance: InstanceRegistration, options: RegisterOptions = {}): Promise<Registration> {
     this.#open();
-    const reg = new Registration(this.#t, instance, options, (lease, signal) => this.#keepAlives.keepAlive(lease, signal));
+    const reg = new Registration(this.#t, instance, options, (lease, signal, timeout) => this.#keepAlives.keepAlive(lease, signal, timeout));
     await reg.start(options.signal);
     this.#own(reg);
     return reg;

@@ -127,6 +127,11 @@ export interface CallOptions {
   readonly idempotent?: boolean;
   /** Extra request headers. */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * Deadline of each attempt (each URL), ms, instead of the client's: a call that must finish within a
+   * deadline of its own gives each URL a share of it, so that a silent one leaves time for the next.
+   */
+  readonly timeout?: number;
 }
 
 export interface TransportOptions {
@@ -180,7 +185,7 @@ export class Transport {
 
   /** One JSON call. Resolves the parsed body of a 2xx answer; rejects with a typed error otherwise. */
   async json<T>(method: string, path: string, options: CallOptions = {}): Promise<T> {
-    const { status, text } = await this.#send(method, path, options, this.#timeout, async (res) => ({ status: res.status, text: await res.text() }));
+    const { status, text } = await this.#send(method, path, options, options.timeout ?? this.#timeout, async (res) => ({ status: res.status, text: await res.text() }));
     return parseJson(status, text, method, path) as T;
   }
 

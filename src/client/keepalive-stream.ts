@@ -76,6 +76,8 @@ interface Conn {
   readonly req: ClientRequest;
   /** Lines sent and not yet answered, oldest first: answers come in the same order. */
   readonly waiters: Waiter[];
+  /** The control plane it goes to: a stuck stream moves the client on to the next. */
+  readonly base: string;
   buf: string;
 }
 
@@ -124,7 +126,7 @@ export class KeepAliveStream {
    * per-request call would: a `ControlPlaneError` with status 404 and `SPOF_ERR_STORE_LEASE_NOT_FOUND`
    * for a lease that is gone.
    */
-  async keepAlive(lease: string, signal?: AbortSignal): Promise<LeaseGrant> {
+  async keepAlive(lease: string, signal?: AbortSignal, attemptTimeout?: number): Promise<LeaseGrant> {
     const conn = await this.#ready(signal);
     if (conn !== undefined) {
       try {
@@ -136,7 +138,12 @@ export class KeepAliveStream {
       }
     }
     this.#perRequest++;
-    return this.#transport.json<LeaseGrant>('POST', `/v1/leases/${encodeURIComponent(lease)}/keepalive`, { signal, idempotent: true });
+    const timeout = attemptTimeout === undefined ? undefined : Math.min(attemptTimeout, this.#transport.timeout);
+    return this.#transport.json<LeaseGrant>('POST', `/v1/leases/${encodeURIComponent(lease)}/keepalive`, {
+      signal,
+      idempotent: true,
+      ...(timeout !== undefined ? { timeout } : {}),
+    });
   }
 
   /** Ends the stream; renewals waiting on it reject with `ClientClosedError`. Idempotent. */
@@ -186,7 +193,8 @@ export class KeepAliveStream {
   }
 
   #connect(): void {
-    const url = this.#transport.url + PATH;
+    const base = this.#transport.url;
+    const url = base + PATH;
     const request = url.startsWith('https:') ? httpsRequest : httpRequest;
     const req = request(url, {
       method: 'POST',
@@ -194,12 +202,15 @@ export class KeepAliveStream {
       // A connection of its own: it carries this one request for as long as it lasts.
       agent: false,
     });
-    const conn: Conn = { req, waiters: [], buf: '' };
+    const conn: Conn = { req, waiters: [], buf: '', base };
     let settle!: () => void;
     const ready = new Promise<void>((resolve) => (settle = resolve));
     this.#state = { value: 'connecting', conn, ready };
     const timeout = this.#transport.timeout;
-    const headTimer = setTimeout(() => this.#drop(conn, new TimeoutError(`${PATH}: no answer from ${url} within ${timeout} ms`)), timeout);
+    const headTimer = setTimeout(() => {
+      this.#transport.failed(base);
+      this.#drop(conn, new TimeoutError(`${PATH}: no answer from ${url} within ${timeout} ms`));
+    }, timeout);
     headTimer.unref();
     req.on('socket', (socket) => socket.unref());
     req.on('error', (err) => {
@@ -263,7 +274,11 @@ export class KeepAliveStream {
       if (signal !== undefined) {
         // No answer by the caller's deadline: the stream is stuck; cut it (this renewal falls back per
         // request, and fails there at once as its deadline has passed).
-        onAbort = () => this.#drop(conn, new TimeoutError(`${PATH}: no answer for lease ${lease} by the caller's deadline`));
+        onAbort = () => {
+          // A silent control plane (stopped, or a half-open connection): the next calls go elsewhere.
+          this.#transport.failed(conn.base);
+          this.#drop(conn, new TimeoutError(`${PATH}: no answer for lease ${lease} by the caller's deadline`));
+        };
         signal.addEventListener('abort', onAbort, { once: true });
       }
       conn.req.write(`{"id":${JSON.stringify(lease)}}\n`);

@@ -108,8 +108,11 @@ export interface ShutdownHandle extends Disposable {
 
 const OWNER = 'register';
 
-/** Renews a lease once; rejects with a 404 `ControlPlaneError` when the lease is gone. */
-export type Renew = (lease: string, signal: AbortSignal) => Promise<LeaseGrant>;
+/**
+ * Renews a lease once; rejects with a 404 `ControlPlaneError` when the lease is gone. `attemptTimeout`:
+ * how long one control plane may take to answer before the next is tried.
+ */
+export type Renew = (lease: string, signal: AbortSignal, attemptTimeout: number) => Promise<LeaseGrant>;
 
 /**
  * A registered instance, kept alive. Made by `ControlPlaneClient.register()`.
@@ -157,7 +160,8 @@ export class Registration {
     this.#status = spec.status;
     this.#random = options.random ?? Math.random;
     this.#renew =
-      renew ?? ((lease, signal) => transport.json<LeaseGrant>('POST', `/v1/leases/${encodeURIComponent(lease)}/keepalive`, { signal, idempotent: true }));
+      renew ??
+      ((lease, signal, timeout) => transport.json<LeaseGrant>('POST', `/v1/leases/${encodeURIComponent(lease)}/keepalive`, { signal, idempotent: true, timeout }));
   }
 
   /** The current lease id. */
@@ -343,11 +347,13 @@ export class Registration {
 
   async #tick(): Promise<void> {
     if (this.#state === 'closed') return;
-    const deadline = AbortSignal.timeout(Math.ceil(Math.max(500, (this.ttl * 1000) / 3)));
+    const window = Math.ceil(Math.max(500, (this.ttl * 1000) / 3));
+    const deadline = AbortSignal.timeout(window);
     try {
       if (this.#state === 'active') {
         try {
-          await this.#renew(this.#lease, deadline);
+          // Half the window per control plane: a silent one leaves time to renew through another.
+          await this.#renew(this.#lease, deadline, Math.max(250, window / 2));
           this.#events.emit({ type: 'renewed', lease: this.#lease });
           this.#schedule(this.#period());
           return;

@@ -208,7 +208,7 @@ export class Watch implements AsyncIterable<WatchMessage> {
       if (next > 1) headers['last-event-id'] = String(next - 1);
       else query.revision = next;
     }
-    return this.#transport.stream('GET', '/v1/watch', { query, headers, signal }, 10_000);
+    return this.#transport.stream('GET', '/v1/watch', { query, headers, signal }, this.#transport.timeout);
   }
 
   /** Reads one stream; yields parsed messages. Returns when the stream ends. */
@@ -218,10 +218,14 @@ export class Watch implements AsyncIterable<WatchMessage> {
   ): AsyncGenerator<WatchMessage | { type: 'slow'; error: unknown }, void, undefined> {
     const pending: SseMessage[] = [];
     const parser = new SseParser({ onMessage: (m) => pending.push(m) });
-    const timer = setTimeout(() => conn.abort(new Error(`no byte from the control plane for ${this.#heartbeat} ms`)), this.#heartbeat);
+    const url = this.#transport.url;
+    const timer = setTimeout(() => {
+      // A silent server (stopped, or cut off by a half-open connection): reconnect to the next URL.
+      this.#transport.failed(url);
+      conn.abort(new Error(`no byte from the control plane for ${this.#heartbeat} ms`));
+    }, this.#heartbeat);
     timer.unref();
     const reader = body.getReader();
-    const url = this.#transport.url;
     try {
       for (;;) {
         const { value, done } = await reader.read();
