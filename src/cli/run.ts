@@ -36,6 +36,8 @@ commands:
   kv del <key> [--prefix]                          delete a key (or every key under a prefix)
   kv ls [prefix] [--limit N] [--keys-only]         list keys
   watch <prefix> [--revision N]                    print changes until Ctrl-C
+  gateway [--port P] [--admin-port P] [--zone Z]   run a gateway fed by the catalog (see 'spofless gateway --help')
+          [--state-dir DIR] [--grace MS]
 ${ROUTING_USAGE}
 options:
   --url URL[,URL...]   control plane (default $SPOFLESS_URL, else ${DEFAULT_URL})
@@ -72,6 +74,8 @@ class UsageError extends Error {}
  */
 export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   if (isRoutingCommand(argv)) return runRouting(argv, io);
+  // `gateway` has its own flags (src/cli/gateway.ts).
+  if (argv[0] === 'gateway') return (await import('./gateway.js')).gatewayCommand(argv.slice(1), io);
   let json = false;
   try {
     const { values, positionals } = parse(argv);
