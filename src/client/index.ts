@@ -25,6 +25,8 @@ export {
 } from './registration.js';
 export type { KeepAliveStreamStats } from './keepalive-stream.js';
 export { Watch, type WatchMessage, type WatchOptions } from './watch.js';
+export { FlagClient, type FlagChange, type FlagClientOptions, type FlagClientState, type FlagSource } from './flags.js';
+export { SpoflessProvider, type SpoflessProviderOptions } from './openfeature.js';
 export { roundRobin, leastRequest, zoneAware, type Balancer, type Endpoint, type LeastRequestOptions, type ZoneAwareOptions } from './balancer.js';
 export { SseParser, type SseMessage, type SseParserCallbacks } from './sse.js';
 export { closeGracefully, trackRequests, type CloseOptions, type CloseResult, type ServerLike } from './shutdown.js';
