@@ -3,6 +3,7 @@
 // reused connection closed by the upstream.
 //
 //   node bench/gateway/upstream.mjs      (with an IPC channel: sends { type: 'up', port, pid })
+import { Buffer } from 'node:buffer';
 import { createServer } from 'node:http';
 
 process.on('disconnect', () => process.exit(1));
