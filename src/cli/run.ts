@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { ControlPlaneClient, DEFAULT_URL } from '../client/index.js';
 import type { Instance, InstanceStatus, KeyValue, WatchEvent } from '../client/index.js';
 import { isSpoflessError } from '../errors/index.js';
+import type { StoreUrl } from '../store/index.js';
 import { age, cell, table } from './format.js';
 import { ROUTING_USAGE, isRoutingCommand, runRouting } from './routing.js';
 
@@ -26,6 +27,7 @@ const USAGE = `usage: spofless <command> [options]
 
 commands:
   up [--host H] [--port P] [--data DIR]            run a control plane (default 127.0.0.1:7400, ./.spofless)
+     [--store etcd://H:P,H:P,...[/NS]]             on an etcd cluster instead (members fail over; NS: key prefix)
      [--log-level L]                               request log on stderr: info (default; successful kv
                                                    get/put and keepalive requests only at debug), debug,
                                                    warn, error, silent
@@ -48,7 +50,7 @@ options:
 
 const COMMON = ['url', 'json', 'help', 'version'];
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  up: ['host', 'port', 'data', 'json', 'help', 'log-level'],
+  up: ['host', 'port', 'data', 'store', 'json', 'help', 'log-level'],
   services: COMMON,
   instances: [...COMMON, 'status', 'zone'],
   'kv get': [...COMMON, 'revision'],
@@ -147,6 +149,7 @@ function parse(argv: readonly string[]) {
         host: { type: 'string' },
         port: { type: 'string' },
         data: { type: 'string' },
+        store: { type: 'string' },
         status: { type: 'string' },
         zone: { type: 'string' },
         prefix: { type: 'boolean' },
@@ -205,15 +208,26 @@ async function up(values: Values, args: readonly string[], io: CliIo): Promise<n
   const port = values.port === undefined ? 7400 : Number(values.port);
   if (!/^\d+$/.test(values.port ?? '0') || port > 65535) throw new UsageError(`--port must be 0 to 65535; got '${values.port}'`);
   const host = values.host ?? '127.0.0.1';
-  const dataDir = values.data ?? './.spofless';
+  let store: StoreUrl | undefined;
+  if (values.store !== undefined) {
+    const { parseStoreUrl } = await import('../store/index.js');
+    try {
+      store = parseStoreUrl(values.store);
+    } catch (err) {
+      throw new UsageError(`--store: ${oneLine(err)}`);
+    }
+    if (values.data !== undefined) throw new UsageError('give --data DIR or --store URL, not both (--store sqlite:DIR names the directory)');
+  }
+  const dataDir = store?.engine === 'sqlite' ? store.dataDir : (values.data ?? './.spofless');
   const level = values['log-level'] ?? 'info';
   if (!LOG_LEVELS.has(level)) throw new UsageError(`--log-level must be one of ${[...LOG_LEVELS].join(', ')}; got '${level}'`);
   // Loaded here, not at the top: the server (fastify, SQLite) is only for `up`; other commands start fast.
   const { startControlPlane } = await import('../server/index.js');
   // Request logs (JSON lines) go to stderr, so that stdout carries only what `up` says (its URL).
   const logger = io.env.NODE_TEST_CONTEXT === undefined ? { level, stream: io.stderr as NodeJS.WritableStream } : false;
-  const cp = await startControlPlane({ host, port, dataDir, logger });
-  if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, dataDir })}\n`);
+  const cp = await startControlPlane({ host, port, ...(store?.engine === 'etcd' ? { store: values.store! } : { dataDir }), logger });
+  const where = store?.engine === 'etcd' ? { store: `etcd://${store.endpoints.join(',')}${store.namespace.replace(/\/$/, '')}` } : { dataDir };
+  if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, ...where })}\n`);
   else io.stdout.write(`spofless listening on ${cp.url}\n`);
   await new Promise<void>((resolve) => {
     if (io.signal === undefined) return;

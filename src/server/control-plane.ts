@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import type { FastifyBaseLogger, FastifyServerOptions } from 'fastify';
 import { Catalog, HealthChecker, type HealthCheckerOptions } from '../catalog/index.js';
 import { InvalidOptionError, NotLeaderError, SpoflessError, ErrorCode } from '../errors/index.js';
-import { SqliteStore, type Store } from '../store/index.js';
+import { SqliteStore, openEtcdStore, parseStoreUrl, type Store } from '../store/index.js';
 import { DEFAULT_BODY_LIMIT, buildApp } from './app.js';
 import { WatchHub, type WatchHubStats } from './watch-hub.js';
 import { Replica, registerLeaderRoute, type LeaderStatus, type ReplicaElectionOptions } from './replica.js';
@@ -27,8 +27,12 @@ export interface ControlPlaneOptions {
   readonly port?: number;
   /** Where the embedded store keeps `store.db`; created if missing. Default `./.spofless`. Ignored with `store`. */
   readonly dataDir?: string;
-  /** A store to serve instead of opening one in `dataDir`. */
-  readonly store?: Store;
+  /**
+   * A store to serve instead of opening one in `dataDir`, or a store URL to open (and close on
+   * `close()`): `etcd://host:port,host:port,...[/namespace]` (several members fail over) or
+   * `sqlite:<dir>`. See `parseStoreUrl` in `spofless/store`.
+   */
+  readonly store?: Store | string;
   /**
    * Close the store on `close()`. Default: true for the store opened here, false for one passed in
    * (its owner closes it).
@@ -97,7 +101,14 @@ function checkOptions(o: ControlPlaneOptions): void {
   if (o.host !== undefined && (typeof o.host !== 'string' || o.host.length === 0)) fail('host', o.host, 'a host name or IP address');
   if (o.port !== undefined && (!Number.isInteger(o.port) || o.port < 0 || o.port > 65_535)) fail('port', o.port, 'an integer from 0 to 65535');
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir.length === 0)) fail('dataDir', o.dataDir, 'a directory path');
-  if (o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.watch !== 'function')) fail('store', o.store, 'a Store');
+  if (typeof o.store === 'string') {
+    try {
+      parseStoreUrl(o.store);
+    } catch (err) {
+      fail('store', o.store, `a store URL: ${(err as Error).message}`);
+    }
+  }
+  if (typeof o.store !== 'string' && o.store !== undefined && (typeof o.store !== 'object' || o.store === null || typeof o.store.watch !== 'function')) fail('store', o.store, 'a Store or a store URL');
   if (o.bodyLimit !== undefined && (!Number.isSafeInteger(o.bodyLimit) || o.bodyLimit < 1024)) fail('bodyLimit', o.bodyLimit, 'an integer >= 1024');
   Replica.check(o.election);
 }
@@ -128,11 +139,15 @@ export async function startControlPlane(options: ControlPlaneOptions = {}): Prom
   const port = options.port ?? 7400;
   let store: Store;
   let ownsStore: boolean;
-  if (options.store !== undefined) {
+  const storeUrl = typeof options.store === 'string' ? parseStoreUrl(options.store) : undefined;
+  if (storeUrl?.engine === 'etcd') {
+    store = await openEtcdStore({ endpoints: storeUrl.endpoints, namespace: storeUrl.namespace });
+    ownsStore = options.closeStore ?? true;
+  } else if (options.store !== undefined && typeof options.store !== 'string') {
     store = options.store;
     ownsStore = options.closeStore ?? false;
   } else {
-    const dir = resolve(options.dataDir ?? './.spofless');
+    const dir = resolve(storeUrl?.engine === 'sqlite' ? storeUrl.dataDir : (options.dataDir ?? './.spofless'));
     try {
       mkdirSync(dir, { recursive: true });
     } catch (err) {

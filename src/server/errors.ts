@@ -10,7 +10,7 @@
  * | `Compacted` (with `compactRevision`)                  | 410    |
  * | `ValueTooLarge`, body over the limit                  | 413    |
  * | wrong content type                                    | 415    |
- * | `StoreClosed`, server closing                         | 503    |
+ * | `StoreClosed`, `StoreUnavailable` (etcd unreachable), server closing | 503 |
  * | anything else (a bug)                                 | 500    |
  */
 import type { ErrorObject } from 'ajv';
@@ -47,6 +47,7 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   [ErrorCode.StoreCompacted]: 410,
   [ErrorCode.StoreValueTooLarge]: 413,
   [ErrorCode.StoreClosed]: 503,
+  [ErrorCode.StoreUnavailable]: 503,
   [ErrorCode.Aborted]: 503,
 };
 
