@@ -110,8 +110,11 @@ export async function gatewayCommand(argv: readonly string[], io: CliIo): Promis
       return 2;
     }
     const msg = err instanceof Error ? err.message : String(err);
-    if (/Unknown option|argument missing|Unexpected argument/.test(msg)) {
-      io.stderr.write(`spofless: ${msg.split('\n')[0]} (see 'spofless gateway --help')\n`);
+    const unknown = /Unknown option '([^']+)'/.exec(msg);
+    const missing = /Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/.exec(msg);
+    if (unknown !== null || missing !== null) {
+      const what = unknown !== null ? `unknown option '${unknown[1]}'` : `option '${missing![1]}' needs a value`;
+      io.stderr.write(`spofless: ${what} (see 'spofless gateway --help')\n`);
       return 2;
     }
     if (isSpoflessError(err) && err.code === 'SPOF_ERR_INVALID_OPTION') {
