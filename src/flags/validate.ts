@@ -68,7 +68,7 @@ export function checkRegex(field: string, source: unknown): RegExp {
     return fail(field, `is not a valid regular expression: ${(err as Error).message}`);
   }
   // Scan groups: does a group containing a quantifier or `|` get quantified itself?
-  const stack: { risky: boolean }[] = [{ risky: false }];
+  const stack: { risky: boolean; alternation: boolean; start: number }[] = [{ risky: false, alternation: false, start: 0 }];
   let inClass = false;
   for (let i = 0; i < source.length; i++) {
     const c = source[i]!;
@@ -88,11 +88,11 @@ export function checkRegex(field: string, source: unknown): RegExp {
     }
     const top = stack[stack.length - 1]!;
     if (c === '(') {
-      stack.push({ risky: false });
+      stack.push({ risky: false, alternation: false, start: i + 1 });
       continue;
     }
     if (c === '|') {
-      top.risky = true;
+      top.alternation = true;
       continue;
     }
     if (c === '*' || c === '+' || c === '{' || (c === '?' && source[i - 1] !== '(')) {
@@ -104,13 +104,26 @@ export function checkRegex(field: string, source: unknown): RegExp {
       if (group === undefined || stack.length === 0) break;
       const after = source[i + 1];
       const quantified = after === '*' || after === '+' || (after === '{' && /^\{\d*,\d*\}|^\{\d{2,}\}/.test(source.slice(i + 1)));
-      if (quantified && group.risky) {
+      const ambiguous = group.alternation && !disjointLiterals(source.slice(group.start, i));
+      if (quantified && (group.risky || ambiguous)) {
         fail(field, `nested quantifier ${describe(source.slice(0, i + 2))}...: a repeated group that itself repeats or alternates can take exponential time; rewrite it without the outer repetition`);
       }
-      if (group.risky || quantified) stack[stack.length - 1]!.risky = true;
+      if (group.risky || quantified || ambiguous) stack[stack.length - 1]!.risky = true;
     }
   }
   return re;
+}
+
+/**
+ * True when a group's body is an alternation of plain literals none of which is a prefix of another
+ * (`foo|bar`): repeating it cannot match one input in several ways. Anything else (`a|aa`, `\\w|\\d`)
+ * counts as ambiguous.
+ */
+function disjointLiterals(body: string): boolean {
+  const inner = body.replace(/^\?:/, '');
+  const parts = inner.split('|');
+  if (parts.some((p) => p.length === 0 || /[\\[\](){}*+?.^$]/.test(p))) return false;
+  return parts.every((p, i) => parts.every((q, j) => i === j || !q.startsWith(p)));
 }
 
 /** Parses a `before`/`after` operand: an RFC 3339 date string or Unix milliseconds. */
