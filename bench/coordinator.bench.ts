@@ -34,7 +34,7 @@
  *
  * Environment (for investigation; the results file is written only by a full run):
  * - `SPOFLESS_BENCH_CPU_PROF=<dir>`: run the control plane with `--cpu-prof` into <dir>.
- * - `SPOFLESS_BENCH_ONLY=puts|fanout|heartbeat`: run one part.
+ * - `SPOFLESS_BENCH_ONLY=puts|fanout|heartbeat|etcd`: run one part (`etcd`: the etcd engine, bench/coordinator/etcd.ts).
  * - `SPOFLESS_BENCH_LOGGER=off`: run the control plane without its request log (default on).
  * - `SPOFLESS_BENCH_HB_MODE=stream|request`: how the heartbeat load renews (default `stream`, as the
  *   SDK); a full run in either mode writes the results file, which records the mode.
@@ -64,6 +64,7 @@ import {
   type WatchersIn,
   type WatchersOut,
 } from './coordinator/common.js';
+import { benchEtcdEngine } from './coordinator/etcd.js';
 
 const args = parseArgs();
 const settings = args.quick
@@ -85,8 +86,8 @@ const RUN_LIMIT_MS = 5 * 60_000;
 const root = new URL('..', import.meta.url).pathname;
 
 const only = process.env.SPOFLESS_BENCH_ONLY;
-if (only !== undefined && !['puts', 'fanout', 'heartbeat'].includes(only)) {
-  throw new Error(`SPOFLESS_BENCH_ONLY must be puts, fanout or heartbeat, got ${JSON.stringify(only)}`);
+if (only !== undefined && !['puts', 'fanout', 'heartbeat', 'etcd'].includes(only)) {
+  throw new Error(`SPOFLESS_BENCH_ONLY must be puts, fanout, heartbeat or etcd, got ${JSON.stringify(only)}`);
 }
 const runs = (part: string): boolean => only === undefined || only === part;
 const profileDir = process.env.SPOFLESS_BENCH_CPU_PROF;
@@ -289,6 +290,8 @@ async function main(): Promise<void> {
   if (runs('puts')) await benchPuts(dir, cp, etcd.members[0]!.pid!, pool, etcdClient);
   if (runs('fanout')) await benchFanout(cp, etcd.members[0]!.pid!, endpoint, pool, etcdClient);
   if (runs('heartbeat')) await benchHeartbeats(cp);
+  // The etcd engine (spofless on etcd vs raw etcd): bench/coordinator/etcd.ts, its own results file.
+  if (runs('etcd')) await benchEtcdEngine({ etcd, etcdClient, quick: args.quick, write: !args.noWrite && profileDir === undefined, onClose: (c) => void closers.push(c), load });
 }
 
 async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: Pool, etcdClient: Etcd3): Promise<void> {

@@ -1,7 +1,7 @@
 // The control plane as its own process, for bench/coordinator.bench.ts: its CPU and memory are then
 // its own (read from /proc/<pid>/ by the benchmark), not mixed with the load generators'.
 //
-//   node bench/coordinator/server.mjs <dataDir>     (with an IPC channel; started by the benchmark)
+//   node bench/coordinator/server.mjs <dataDir | etcd://host:port/ns>     (with an IPC channel; started by the benchmark)
 //
 // Plain JavaScript run by plain node (no tsx loader thread in the measured process), loading spofless
 // from SPOFLESS_BENCH_BUILD (the compiled build scripts/run-bench.mjs makes), else from dist/.
@@ -24,7 +24,9 @@ const entry = build ? pathToFileURL(join(build, 'server', 'index.js')).href : ne
 const { startControlPlane } = await import(entry);
 // SPOFLESS_BENCH_LOGGER=off turns the request log off, to measure what it costs (investigation only).
 const logger = process.env.SPOFLESS_BENCH_LOGGER === 'off' ? { logger: false } : {};
-const cp = await startControlPlane({ host: '127.0.0.1', port: 0, dataDir, ...logger });
+// An `etcd://` store URL instead of a data directory runs the control plane on etcd (bench/coordinator/etcd.ts).
+const where = dataDir.startsWith('etcd://') ? { store: dataDir } : { dataDir };
+const cp = await startControlPlane({ host: '127.0.0.1', port: 0, ...where, ...logger });
 
 let closing = false;
 process.on('message', (m) => {
