@@ -28,6 +28,8 @@ const USAGE = `usage: spofless <command> [options]
 commands:
   up [--host H] [--port P] [--data DIR]            run a control plane (default 127.0.0.1:7400, ./.spofless)
      [--store etcd://H:P,H:P,...[/NS]]             on an etcd cluster instead (members fail over; NS: key prefix)
+     [--election-ttl S]                            with --store etcd: replicas elect a leader on a lease of S
+                                                   seconds (default 10): a dead leader is replaced within S
      [--log-level L]                               request log on stderr: info (default; successful kv
                                                    get/put and keepalive requests only at debug), debug,
                                                    warn, error, silent
@@ -50,7 +52,7 @@ options:
 
 const COMMON = ['url', 'json', 'help', 'version'];
 const ALLOWED: Readonly<Record<string, readonly string[]>> = {
-  up: ['host', 'port', 'data', 'store', 'json', 'help', 'log-level'],
+  up: ['host', 'port', 'data', 'store', 'election-ttl', 'json', 'help', 'log-level'],
   services: COMMON,
   instances: [...COMMON, 'status', 'zone'],
   'kv get': [...COMMON, 'revision'],
@@ -150,6 +152,7 @@ function parse(argv: readonly string[]) {
         port: { type: 'string' },
         data: { type: 'string' },
         store: { type: 'string' },
+        'election-ttl': { type: 'string' },
         status: { type: 'string' },
         zone: { type: 'string' },
         prefix: { type: 'boolean' },
@@ -219,13 +222,22 @@ async function up(values: Values, args: readonly string[], io: CliIo): Promise<n
     if (values.data !== undefined) throw new UsageError('give --data DIR or --store URL, not both (--store sqlite:DIR names the directory)');
   }
   const dataDir = store?.engine === 'sqlite' ? store.dataDir : (values.data ?? './.spofless');
+  const electionTtl = positiveInt('election-ttl', values['election-ttl']);
+  if (electionTtl !== undefined && store?.engine !== 'etcd') throw new UsageError('--election-ttl needs --store etcd://... (one control plane on SQLite leads without an election)');
+  if (electionTtl !== undefined && electionTtl > 3600) throw new UsageError(`--election-ttl must be 1 to 3600 seconds; got '${values['election-ttl']}'`);
   const level = values['log-level'] ?? 'info';
   if (!LOG_LEVELS.has(level)) throw new UsageError(`--log-level must be one of ${[...LOG_LEVELS].join(', ')}; got '${level}'`);
   // Loaded here, not at the top: the server (fastify, SQLite) is only for `up`; other commands start fast.
   const { startControlPlane } = await import('../server/index.js');
   // Request logs (JSON lines) go to stderr, so that stdout carries only what `up` says (its URL).
   const logger = io.env.NODE_TEST_CONTEXT === undefined ? { level, stream: io.stderr as NodeJS.WritableStream } : false;
-  const cp = await startControlPlane({ host, port, ...(store?.engine === 'etcd' ? { store: values.store! } : { dataDir }), logger });
+  const cp = await startControlPlane({
+    host,
+    port,
+    ...(store?.engine === 'etcd' ? { store: values.store! } : { dataDir }),
+    ...(electionTtl !== undefined ? { election: { ttl: electionTtl } } : {}),
+    logger,
+  });
   const where = store?.engine === 'etcd' ? { store: `etcd://${store.endpoints.join(',')}${store.namespace.replace(/\/$/, '')}` } : { dataDir };
   if (values.json === true) io.stdout.write(`${JSON.stringify({ url: cp.url, ...where })}\n`);
   else io.stdout.write(`spofless listening on ${cp.url}\n`);
