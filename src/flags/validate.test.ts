@@ -17,7 +17,7 @@ function refused(input: unknown, field: string, message: RegExp, segments?: stri
     () => validateFlag(input, segments === undefined ? {} : { segmentExists: (s) => segments.includes(s) }),
     (err: unknown) => {
       assert.ok(isSpoflessError(err, ErrorCode.FlagInvalid), `expected SPOF_ERR_FLAG_INVALID, got ${String(err)}`);
-      assert.equal((err as { field: string }).field, field);
+      assert.equal((err as unknown as { field: string }).field, field);
       assert.match((err as Error).message, message);
       return true;
     },
