@@ -40,6 +40,8 @@ commands:
   kv del <key> [--prefix]                          delete a key (or every key under a prefix)
   kv ls [prefix] [--limit N] [--keys-only]         list keys
   watch <prefix> [--revision N]                    print changes until Ctrl-C
+  flags ls|get|set|rm|on|off|rollout|import|export|history ...
+                                                   feature flags (see 'spofless flags --help')
   gateway [--port P] [--admin-port P] [--zone Z]   run a gateway fed by the catalog (see 'spofless gateway --help')
           [--state-dir DIR] [--grace MS]
 ${ROUTING_USAGE}
@@ -80,6 +82,8 @@ export async function run(argv: readonly string[], io: CliIo): Promise<number> {
   if (isRoutingCommand(argv)) return runRouting(argv, io);
   // `gateway` has its own flags (src/cli/gateway.ts).
   if (argv[0] === 'gateway') return (await import('./gateway.js')).gatewayCommand(argv.slice(1), io);
+  // `flags` has its own options (src/cli/flags.ts).
+  if (argv[0] === 'flags') return (await import('./flags.js')).runFlags(argv.slice(1), io);
   let json = false;
   try {
     const { values, positionals } = parse(argv);
