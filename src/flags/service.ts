@@ -104,7 +104,8 @@ export class FlagService {
   async list(env: string, signal?: AbortSignal): Promise<{ flags: StoredFlag[]; segments: StoredSegment[]; revision: number }> {
     checkName('environment', env);
     const flags = await this.#store.range(flagsPrefix(env), signal ? { signal } : {});
-    const segments = await this.#store.range(segmentsPrefix(env), { revision: flags.revision, ...(signal ? { signal } : {}) });
+    // All at one revision (0: an empty store, nothing to pin).
+    const segments = await this.#store.range(segmentsPrefix(env), { ...(flags.revision > 0 ? { revision: flags.revision } : {}), ...(signal ? { signal } : {}) });
     return {
       flags: flags.kvs.flatMap((kv) => {
         const f = parseJson<Flag>(kv);
