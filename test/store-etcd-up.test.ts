@@ -7,7 +7,6 @@
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { Pool } from 'undici';
-import { parseStoreUrl } from '../src/store/etcd.js';
 import { cli, cliChild } from './helpers/procs.js';
 import { startEtcd, type EtcdCluster } from './support/etcd.js';
 
@@ -74,18 +73,3 @@ test('spofless up --store etcd:// with no etcd there: exit 1, one line naming th
   assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
 });
 
-test('parseStoreUrl', () => {
-  assert.deepEqual(parseStoreUrl('etcd://10.0.0.1:2379,[::1]:2380,etcd-2.local:2379/spofless/prod'), {
-    engine: 'etcd',
-    endpoints: ['10.0.0.1:2379', '[::1]:2380', 'etcd-2.local:2379'],
-    namespace: '/spofless/prod/',
-  });
-  assert.deepEqual(parseStoreUrl('etcd://127.0.0.1:2379'), { engine: 'etcd', endpoints: ['127.0.0.1:2379'], namespace: '' });
-  assert.deepEqual(parseStoreUrl('sqlite:/var/lib/spofless'), { engine: 'sqlite', dataDir: '/var/lib/spofless' });
-  assert.deepEqual(parseStoreUrl('sqlite:'), { engine: 'sqlite', dataDir: './.spofless' });
-  assert.deepEqual(parseStoreUrl('./data'), { engine: 'sqlite', dataDir: './data' });
-  assert.throws(() => parseStoreUrl('etcd://127.0.0.1:2379,127.0.0.1:2379'), /twice/);
-  assert.throws(() => parseStoreUrl('etcd://[nope]:2379'), /not an IPv6 address/);
-  assert.throws(() => parseStoreUrl('etcd://https://x:1'), /TLS|host name|port/);
-  assert.throws(() => parseStoreUrl(''), /store URL/);
-});

@@ -61,6 +61,9 @@ export function parseEndpoint(input: unknown): string {
     if (i <= 0) throw new InvalidArgumentError(`etcd endpoint ${describe(input)} must be "host:port" (the port is required; etcd's is usually 2379)`);
     host = s.slice(0, i);
     portText = s.slice(i + 1);
+    if (host.includes(':')) {
+      throw new InvalidArgumentError(`etcd endpoint ${describe(input)}: ${describe(host)} is not a host name (an IPv6 address goes in brackets: [::1]:2379)`);
+    }
     if (isIP(host) === 0 && !HOSTNAME.test(host)) {
       throw new InvalidArgumentError(`etcd endpoint ${describe(input)}: ${describe(host)} is not a host name or IP address (IPv6 goes in brackets: [::1]:2379)`);
     }

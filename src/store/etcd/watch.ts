@@ -52,7 +52,7 @@ type Call = ClientDuplexStream<PbWatchRequest, PbWatchResponse>;
 type State =
   | { readonly value: 'connecting'; readonly call: Call; readonly member: Member; readonly since: number }
   | { readonly value: 'live'; readonly call: Call; readonly member: Member; lastMessage: number; probeSent: number | undefined }
-  | { readonly value: 'waiting'; readonly timer: NodeJS.Timeout }
+  | { readonly value: 'waiting'; readonly timer: NodeJS.Timeout | undefined }
   | { readonly value: 'ended'; readonly error: Error | undefined };
 
 interface Waiter {
@@ -82,8 +82,7 @@ export class EtcdWatch implements Watch, AsyncIterator<WatchResponse> {
     const seen = options.conn.seenRevision;
     this.#implicitStart = options.startRevision === undefined;
     this.#through = options.startRevision !== undefined ? options.startRevision - 1 : seen > 0 ? seen : undefined;
-    this.#state = { value: 'waiting', timer: setTimeout(() => undefined, 0) };
-    clearTimeout(this.#state.timer);
+    this.#state = { value: 'waiting', timer: undefined };
     const signal = options.signal;
     if (signal?.aborted === true) {
       this.#onAbort = undefined;
@@ -204,7 +203,7 @@ export class EtcdWatch implements Watch, AsyncIterator<WatchResponse> {
     if (res.canceled) {
       const compacted = Number(res.compact_revision);
       if (compacted > 0) {
-        if (this.#implicitStart && this.#buffer.length === 0 && this.#waitersDeliveredNothing()) {
+        if (this.#implicitStart) {
           // "From now" met a compacted "now" (this client's last known revision is old): start again from the real now.
           this.#through = undefined;
           this.#drop(call);
@@ -232,6 +231,7 @@ export class EtcdWatch implements Watch, AsyncIterator<WatchResponse> {
     }
     if (last === through) return;
     this.#through = last;
+    // Something was delivered: from now on a compacted resume point is a real gap.
     this.#implicitStart = false;
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
@@ -242,11 +242,6 @@ export class EtcdWatch implements Watch, AsyncIterator<WatchResponse> {
       this.#paused = true;
       call.pause();
     }
-  }
-
-  /** Nothing has been delivered yet (so restarting an implicit "now" loses nothing). */
-  #waitersDeliveredNothing(): boolean {
-    return this.#implicitStart;
   }
 
   /** The stream failed: report the member, then connect again (at once if another member is current). */
