@@ -105,6 +105,9 @@ test('routes by host and path, sets forwarding headers, strips hop-by-hop ones, 
   await putRoute(cp, { name: 'b', match: { host: 'b.example', pathPrefix: '/api' }, service: 'svc-b', stripPrefix: true });
   await until(() => gw.status().routes.length === 2 && gw.status().services.length === 2, 5_000, 'routes and instances');
 
+  const r0 = await rawGet(gw, '/x', { 'x-forwarded-proto': 'https', 'x-forwarded-host': 'shop.example' });
+  assert.equal((r0.json.headers as Record<string, string>)['x-forwarded-proto'], 'https', 'kept from a proxy in front');
+  assert.equal((r0.json.headers as Record<string, string>)['x-forwarded-host'], 'shop.example');
   const r1 = await rawGet(gw, '/x?q=1', { 'x-forwarded-for': '10.0.0.9', 'keep-alive': 'timeout=5', connection: 'keep-alive, x-drop-me', 'x-drop-me': '1', te: 'trailers' });
   assert.equal(r1.status, 200);
   assert.equal(r1.json.id, 'a1');
@@ -222,11 +225,13 @@ test('misbehaving upstreams: reset mid-body, headers never sent, retryable statu
   await register(cp, 'reset', reset);
   await register(cp, 'busy', busy);
   await register(cp, 'busy', good);
+  await register(cp, 'lonely', busy);
   await putRoute(cp, { name: 'hang', match: { pathPrefix: '/hang' }, service: 'hang', retry: { attempts: 2, on: ['timeout'] }, timeouts: { perTryMs: 300, totalMs: 2_000 } });
   await putRoute(cp, { name: 'reset', match: { pathPrefix: '/reset' }, service: 'reset' });
   await putRoute(cp, { name: 'busy', match: { pathPrefix: '/busy' }, service: 'busy', retry: { attempts: 2, on: [503] } });
+  await putRoute(cp, { name: 'lonely', match: { pathPrefix: '/lonely' }, service: 'lonely', retry: { attempts: 3, on: [503] } });
   await putRoute(cp, { name: 'empty', match: { pathPrefix: '/empty' }, service: 'nobody', fallback: { status: 503, headers: { 'content-type': 'application/json' }, body: '{"fallback":true}' } });
-  await until(() => gw.status().routes.length === 4 && gw.status().services.length === 3, 5_000, 'config');
+  await until(() => gw.status().routes.length === 5 && gw.status().services.length === 4, 5_000, 'config');
 
   // Headers never sent: each try to `hang` times out after 300 ms and the retry lands on `good`.
   for (let i = 0; i < 6; i++) {
@@ -240,6 +245,11 @@ test('misbehaving upstreams: reset mid-body, headers never sent, retryable statu
 
   // A retryable status: the 503 is read and dropped, the retry goes to the other instance.
   for (let i = 0; i < 6; i++) assert.equal((await get(gw, '/busy')).json.id, 'good');
+
+  // No other instance to retry on: the upstream's own answer is passed on, body and all.
+  const lonely = await request(`${gw.url}/lonely`);
+  assert.equal(lonely.statusCode, 503);
+  assert.equal(await lonely.body.text(), 'busy');
 
   // Reset mid-body: the client sees a broken response (not a short one), the gateway lives on.
   const res = await request(`${gw.url}/reset`);
@@ -337,4 +347,47 @@ test('a 1 GB request body and a 256 MiB answer stream through with flat memory',
   const growth = (peak - rss0) / 1024 / 1024;
   t.diagnostic(`RSS growth while streaming 1 GiB up and 256 MiB down through the gateway (client, gateway and upstream in this process): ${growth.toFixed(0)} MiB`);
   assert.ok(growth < 150, `RSS grew ${growth.toFixed(0)} MiB`);
+});
+
+test('a client that goes away cancels the upstream request; close() fails readiness, serves the grace period, finishes in flight', { timeout: 20_000 }, async (t) => {
+  const { cp, gw } = await setup(t, { graceMs: 400, drainTimeoutMs: 5_000 });
+  let upstreamSawAbort = false;
+  const u = await upstream(t, 'slow', (req, res) => {
+    const ms = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('ms') ?? 0);
+    res.on('close', () => {
+      if (!res.writableFinished) upstreamSawAbort = true;
+    });
+    setTimeout(() => {
+      if (!res.destroyed) res.end('done');
+    }, ms);
+  });
+  await register(cp, 'slow', u);
+  await putRoute(cp, { name: 'slow', match: { pathPrefix: '/' }, service: 'slow' });
+  await until(() => gw.status().routes.length === 1 && gw.status().services.length === 1, 5_000, 'config');
+
+  // Client abort: the upstream's request is closed too.
+  const ac = new AbortController();
+  const pending = request(`${gw.url}/?ms=3000`, { signal: ac.signal });
+  await until(() => gw.status().inFlight === 1, 5_000, 'request in flight');
+  ac.abort();
+  await assert.rejects(pending);
+  await until(() => upstreamSawAbort, 5_000, 'the upstream request to be cancelled');
+  await until(() => gw.status().inFlight === 0, 5_000, 'in flight back to 0');
+
+  // Graceful close with a request in flight that outlasts the grace period.
+  const slow = request(`${gw.url}/?ms=1000`);
+  await until(() => gw.status().inFlight === 1, 5_000, 'slow request in flight');
+  const closing = gw.close();
+  const readyz = await request(`${gw.adminUrl}/readyz`);
+  assert.equal(readyz.statusCode, 503);
+  await readyz.body.dump();
+  // Still accepting during the grace period.
+  const during = await request(`${gw.url}/?ms=0`);
+  assert.equal(during.statusCode, 200);
+  await during.body.dump();
+  const res = await slow;
+  assert.equal(res.statusCode, 200);
+  assert.equal(await res.body.text(), 'done');
+  await closing;
+  await assert.rejects(request(`${gw.url}/?ms=0`), /ECONNREFUSED/);
 });

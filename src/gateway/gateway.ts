@@ -246,7 +246,9 @@ class GatewayImpl implements Gateway, ProxyHost {
         continue;
       }
       if (had !== undefined) this.#retire(key, had);
-      const u = new Upstream(inst, this.#settings, now);
+      // Slow start counts from the registration (the same on every gateway, and a restarted gateway
+      // does not ramp up instances that have served for hours), never from the future.
+      const u = new Upstream(inst, this.#settings, Math.min(now, inst.registeredAt ?? 0));
       this.#upstreams.set(key, u);
       this.#checks.add(u);
       touched.add(inst.service);

@@ -87,6 +87,8 @@ export function upstreamHeaders(req: IncomingMessage): string[] {
   const extra = connectionTokens(req.headers.connection);
   let xff: string | undefined;
   let fwd: string | undefined;
+  let proto: string | undefined;
+  let fhost: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const len = name.length;
@@ -99,7 +101,15 @@ export function upstreamHeaders(req: IncomingMessage): string[] {
         xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
         continue;
       }
-      if (lower === 'x-forwarded-proto' || lower === 'x-forwarded-host') continue;
+      // Set by a proxy in front (a TLS terminator): kept, as nginx's `$http_x_forwarded_proto` setups do.
+      if (lower === 'x-forwarded-proto') {
+        proto ??= raw[i + 1]!;
+        continue;
+      }
+      if (lower === 'x-forwarded-host') {
+        fhost ??= raw[i + 1]!;
+        continue;
+      }
       if (lower === 'forwarded') {
         fwd = fwd === undefined ? raw[i + 1]! : `${fwd}, ${raw[i + 1]!}`;
         continue;
@@ -110,8 +120,8 @@ export function upstreamHeaders(req: IncomingMessage): string[] {
   const ip = req.socket.remoteAddress ?? '';
   const host = req.headers.host ?? '';
   out.push('x-forwarded-for', xff === undefined ? ip : `${xff}, ${ip}`);
-  out.push('x-forwarded-proto', 'http');
-  if (host !== '') out.push('x-forwarded-host', host);
+  out.push('x-forwarded-proto', proto ?? 'http');
+  if (fhost !== undefined || host !== '') out.push('x-forwarded-host', fhost ?? host);
   const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
   const own = host !== '' ? `for=${forNode};host="${host.replace(/["\\]/g, '')}";proto=http` : `for=${forNode};proto=http`;
   out.push('forwarded', fwd === undefined ? own : `${fwd}, ${own}`);
@@ -385,7 +395,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     this.#lastStatus = status;
     u.statusClasses[Math.min(5, Math.floor(status / 100))]!++;
     const failed = status >= 500;
-    if (this.#route.retryStatuses.has(status) && this.#canRetry(0)) {
+    if (this.#route.retryStatuses.has(status) && this.#hasAlternative(u) && this.#canRetry(0)) {
       // Read and drop this answer (the connection stays usable), then try elsewhere.
       this.#endTry(true);
       this.#discarding = true;
@@ -476,6 +486,12 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     u.inFlight--;
     outcome(failed ? FAILED : SUCCEEDED);
     this.#host.onTryOutcome(u, failed);
+  }
+
+  /** Whether another instance could take a retry: without one, the answer in hand is passed on as is. */
+  #hasAlternative(u: Upstream): boolean {
+    const tried = this.#tried === undefined ? [u] : [...this.#tried, u];
+    return this.#host.pool(this.#route.service)?.pick(this.#route.balancer, this.#want, this.#hash, tried, Date.now()) !== undefined;
   }
 
   /** May the request be sent again after a failure of `kind` (0: a retryable status)? */
