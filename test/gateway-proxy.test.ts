@@ -391,3 +391,31 @@ test('a client that goes away cancels the upstream request; close() fails readin
   await closing;
   await assert.rejects(request(`${gw.url}/?ms=0`), /ECONNREFUSED/);
 });
+
+test('passive health: consecutive 5xx eject an instance (shown on /status and /metrics); it comes back after the ejection time', { timeout: 20_000 }, async (t) => {
+  const { cp, gw } = await setup(t, { outlier: { consecutiveFailures: 3, baseEjectionMs: 1_500 } });
+  const good = await upstream(t, 'good');
+  const bad = await upstream(t, 'bad', (_req, res) => {
+    res.writeHead(500);
+    res.end('broken');
+  });
+  await register(cp, 'mixed', good);
+  await register(cp, 'mixed', bad);
+  await putRoute(cp, { name: 'mixed', match: { pathPrefix: '/' }, service: 'mixed', balancer: 'round-robin' });
+  await until(() => gw.status().routes.length === 1 && gw.status().services[0]?.instances.length === 2, 5_000, 'config');
+  let fives = 0;
+  for (let i = 0; i < 12; i++) if ((await get(gw, '/').catch(() => ({ status: 500 }))).status === 500) fives++;
+  assert.equal(fives, 3, 'three 500s, then the bad instance is ejected');
+  const inst = gw.status().services[0]!.instances.find((i) => i.id === 'bad')!;
+  assert.equal(inst.ejected, true);
+  assert.equal(inst.ejections, 1);
+  const metrics = await (await request(`${gw.adminUrl}/metrics`)).body.text();
+  assert.match(metrics, /spofless_gateway_upstream_ejections_total\{service="mixed",instance="bad"\} 1/);
+  assert.match(metrics, /spofless_gateway_upstream_ejected\{service="mixed",instance="bad"\} 1/);
+  assert.match(metrics, /spofless_gateway_upstream_responses_total\{service="mixed",instance="bad",class="5xx"\} 3/);
+  assert.match(metrics, /spofless_gateway_upstream_breaker_state\{service="mixed",instance="bad"\} \d/);
+  await until(() => gw.status().services[0]!.instances.find((i) => i.id === 'bad')!.ejected === false, 5_000, 'ejection to end');
+  const before = bad.hits;
+  for (let i = 0; i < 4; i++) await get(gw, '/').catch(() => undefined);
+  assert.ok(bad.hits > before, 'back in rotation after the ejection time');
+});
