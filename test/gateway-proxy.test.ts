@@ -419,3 +419,25 @@ test('passive health: consecutive 5xx eject an instance (shown on /status and /m
   for (let i = 0; i < 4; i++) await get(gw, '/').catch(() => undefined);
   assert.ok(bad.hits > before, 'back in rotation after the ejection time');
 });
+
+test('control-plane fail-over: a dead first URL is passed over; the configuration comes from the next one', { timeout: 20_000 }, async (t) => {
+  const srv = await startServer(t);
+  const cp = new ControlPlaneClient({ url: srv.url });
+  t.after(() => cp.close());
+  const u = await upstream(t, 'u1');
+  await register(cp, 'svc', u);
+  await putRoute(cp, { name: 'r', match: { pathPrefix: '/' }, service: 'svc' });
+  // A port nothing listens on (fetch refuses the well-known "bad ports" such as 9 outright).
+  const probe = createServer();
+  await new Promise<void>((r) => probe.listen(0, '127.0.0.1', r));
+  const deadPort = (probe.address() as AddressInfo).port;
+  await new Promise((r) => probe.close(r));
+  const gw = await startGateway({ controlPlane: [`http://127.0.0.1:${deadPort}`, srv.url], port: 0, adminPort: 0, graceMs: 0, defaultHealthCheck: false });
+  t.after(() => gw.destroy());
+  assert.equal(gw.status().config.source, 'control-plane');
+  assert.equal((await get(gw, '/')).json.id, 'u1');
+  await putRoute(cp, { name: 'r2', match: { pathPrefix: '/two' }, service: 'svc' });
+  await until(() => gw.status().routes.length === 2, 5_000, 'a live change through the second URL');
+  assert.equal(gw.status().config.controlPlane, srv.url);
+  await until(() => gw.status().config.connected, 5_000, 'watches live');
+});
