@@ -315,7 +315,7 @@ export async function runFlags(argv: readonly string[], io: FlagsIo): Promise<nu
         const limit = values.limit === undefined ? 50 : Number(values.limit);
         if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new UsageError(`--limit must be 1 to 10000; got '${values.limit}'`);
         const q = new URLSearchParams({ limit: String(limit), ...(key === undefined ? {} : { key }) });
-        const res = await api.call<{ records: Array<{ at: string; actor: string; action: string; kind: string; key: string; revision: number; before: Flag | null; after: Flag | null }> }>('GET', `${base}/history?${q}`);
+        const res = await api.call<{ records: Array<{ at: string; actor: string; action: string; kind: string; key: string; revision: number; before: Flag | null; after: Flag | null }> }>('GET', `${base}/history?${q.toString()}`);
         if (json) print(res.records);
         else if (res.records.length === 0) io.stdout.write(`no changes recorded${key === undefined ? '' : ` for ${key}`} in ${env}\n`);
         else {

@@ -186,8 +186,9 @@ export class FlagClient {
       const s = options.signal;
       waits.push(
         new Promise((_, reject) => {
-          if (s.aborted) reject(s.reason);
-          else s.addEventListener('abort', () => reject(s.reason), { once: true });
+          const reason = (): Error => (s.reason instanceof Error ? s.reason : new Error(String(s.reason)));
+          if (s.aborted) reject(reason());
+          else s.addEventListener('abort', () => reject(reason()), { once: true });
         }),
       );
     }

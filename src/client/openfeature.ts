@@ -14,7 +14,7 @@ import {
   type Provider,
   type ResolutionDetails,
 } from '@openfeature/server-sdk';
-import type { Evaluation, EvaluationContext, FlagType } from '../flags/types.js';
+import type { Evaluation, FlagType } from '../flags/types.js';
 import type { Disposable } from './listeners.js';
 import { FlagClient, type FlagClientOptions } from './flags.js';
 
@@ -69,7 +69,12 @@ export class SpoflessProvider implements Provider {
         else if (state === 'live') this.events.emit(ProviderEvents.Ready);
       }),
     );
-    if (this.flags.state === 'static') this.events.emit(ProviderEvents.Stale, { message: `spofless flags are served from the ${this.flags.source}` });
+    // The SDK marks the provider READY when initialize() resolves; a static start is stale, said right after.
+    if (this.flags.state === 'static') {
+      setImmediate(() => {
+        if (this.flags.state === 'static') this.events.emit(ProviderEvents.Stale, { message: `spofless flags are served from the ${this.flags.source}` });
+      });
+    }
   }
 
   async onClose(): Promise<void> {
@@ -98,7 +103,7 @@ export class SpoflessProvider implements Provider {
   }
 
   #resolve<T>(key: string, defaultValue: T, context: OFContext, type: FlagType): ResolutionDetails<T> {
-    const e: Evaluation<T> = this.flags.evaluate(key, defaultValue, context as EvaluationContext, type);
+    const e: Evaluation<T> = this.flags.evaluate(key, defaultValue, context, type);
     if (e.errorCode !== undefined) {
       return { value: defaultValue, reason: 'ERROR', errorCode: CODES[e.errorCode] ?? OFErrorCode.GENERAL, ...(e.errorMessage === undefined ? {} : { errorMessage: e.errorMessage }) };
     }

@@ -121,7 +121,7 @@ function single(field: string, op: string, args: unknown, evaluators: ReadonlySe
       return { attribute, op: 'in', value: args[1] as string[] };
     }
     case '!': {
-      const inner = Array.isArray(args) && args.length === 1 ? args[0] : args;
+      const inner: unknown = Array.isArray(args) && args.length === 1 ? (args[0] as unknown) : args;
       const [iop, iargs] = opOf(`${field}.!`, inner);
       if (iop === '$ref' && typeof iargs === 'string' && evaluators.has(iargs)) return { segment: iargs, negate: true };
       const c = single(`${field}.!`, iop, iargs, evaluators);
@@ -164,7 +164,7 @@ function fractional(field: string, flagKey: string, args: unknown): Rollout {
   let seed = flagKey;
   let bucketBy: string | undefined;
   let buckets = args;
-  const first = args[0];
+  const first: unknown = args[0];
   if (!Array.isArray(first)) {
     buckets = args.slice(1);
     const v = varName(first);
@@ -183,7 +183,7 @@ function fractional(field: string, flagKey: string, args: unknown): Rollout {
   let total = 0;
   const raw = buckets.map((b, i) => {
     if (!Array.isArray(b) || b.length < 1 || b.length > 2 || typeof b[0] !== 'string') return unsupported(`${field}.fractional[${i}]`, `expected ["variant", weight]; got ${describe(b)}`);
-    const w = b.length === 2 ? b[1] : 1;
+    const w: unknown = b.length === 2 ? (b[1] as unknown) : 1;
     if (typeof w !== 'number' || !Number.isInteger(w) || w < 0) return unsupported(`${field}.fractional[${i}]`, `weight must be a whole number; got ${describe(w)}`);
     total += w;
     return { variant: b[0], w };
@@ -224,13 +224,13 @@ function targeting(field: string, flagKey: string, node: unknown, evaluators: Re
       const serve = serveOf(`${path}[${i + 1}]`, flagKey, list[i + 1]);
       if (serve === 'nested-if') return unsupported(`${path}[${i + 1}]`, 'an "if" inside a then-branch is not supported (only in the else position)');
       out = withSeed(out, flagKey, `${path}[${i + 1}]`, 'rollout' in serve ? (list[i + 1] as { fractional: unknown }).fractional : undefined);
-      const cond = list[i];
+      const cond: unknown = list[i];
       const [cop, cargs] = opOf(`${path}[${i}]`, cond);
-      const arms = cop === 'or' ? (Array.isArray(cargs) ? cargs : unsupported(`${path}[${i}].or`, 'expected a list')) : [cond];
-      arms.forEach((arm, j) => rules.push({ conditions: conjunction(cop === 'or' ? `${path}[${i}].or[${j}]` : `${path}[${i}]`, arm, evaluators), serve: serve as Serve }));
+      const arms: unknown[] = cop === 'or' ? (Array.isArray(cargs) ? (cargs as unknown[]) : unsupported(`${path}[${i}].or`, 'expected a list')) : [cond];
+      arms.forEach((arm, j) => rules.push({ conditions: conjunction(cop === 'or' ? `${path}[${i}].or[${j}]` : `${path}[${i}]`, arm, evaluators), serve }));
     }
     if (i >= list.length) break; // no else
-    const last = list[i];
+    const last: unknown = list[i];
     if (last === null) break;
     const serve = serveOf(`${path}[${i}]`, flagKey, last);
     if (serve === 'nested-if') {
@@ -250,7 +250,7 @@ function targeting(field: string, flagKey: string, node: unknown, evaluators: Re
 /** A flag has one seed: every `fractional` of a flag must agree on it (they do unless a "cat" names different seeds). */
 function withSeed(out: Imported, flagKey: string, field: string, args: unknown): Imported {
   if (!Array.isArray(args)) return out;
-  const first = args[0];
+  const first: unknown = args[0];
   let seed = flagKey;
   if (varName(first) !== undefined) seed = '';
   else if (isObject(first) && Array.isArray(first.cat) && typeof first.cat[0] === 'string') seed = first.cat[0];

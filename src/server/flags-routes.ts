@@ -143,7 +143,7 @@ export function registerFlagRoutes(app: FastifyInstance, { store }: { store: Sto
     done();
   });
 
-  void app.register(async (scope) => {
+  void app.register((scope, _options, done) => {
     const bodyLimit = app.initialConfig.bodyLimit ?? 3 * 1024 * 1024;
     scope.setErrorHandler(async (err, req, reply) => {
       const mine = flagError(err);
@@ -155,7 +155,8 @@ export function registerFlagRoutes(app: FastifyInstance, { store }: { store: Sto
         }
         if (answer.status === 400 || answer.status === 415 || answer.status === 413) {
           const key = (req.params as Partial<Params> | undefined)?.key;
-          const details = String((answer.body.error as { message?: unknown }).message ?? 'bad request');
+          const message = (answer.body.error as { message?: unknown }).message;
+          const details = typeof message === 'string' ? message : 'bad request';
           return reply.code(400).send(key === undefined ? { errorCode: 'INVALID_CONTEXT', errorDetails: details } : { key, errorCode: 'INVALID_CONTEXT', errorDetails: details });
         }
         return reply.code(answer.status).send(answer.body);
@@ -326,13 +327,14 @@ export function registerFlagRoutes(app: FastifyInstance, { store }: { store: Sto
       return { flags };
     });
 
-    scope.get('/ofrep/v1/configuration', async () => ({
+    scope.get('/ofrep/v1/configuration', () => Promise.resolve({
       name: 'spofless',
       capabilities: {
         cacheInvalidation: { polling: { enabled: true, minPollingIntervalMs: 1_000 } },
         flagEvaluation: { supportedTypes: ['boolean', 'string', 'int', 'float', 'object'] },
       },
     }));
+    done();
   });
 
   return { close };
