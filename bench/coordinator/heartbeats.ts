@@ -6,7 +6,8 @@
  *
  * - `stream` (the default; what `ControlPlaneClient.register()` does, src/client/registration.ts and
  *   keepalive-stream.ts): each instance is its own SDK process, so it has its own keep-alive stream
- *   (`POST /v1/leases/keepalive`, NDJSON, on a connection of its own), opened on its first renewal;
+ *   (`POST /v1/leases/keepalive` upgraded to `spofless-keepalive/1`: NDJSON lines raw on a connection
+ *   of its own), opened on its first renewal;
  *   it renews every TTL/3 minus up to 20% jitter, counted from the previous answer, by writing one
  *   line `{"id":"<lease>"}` and reading the answer (10,000 instances at TTL 10 s: ≈ 3,300 lines/s).
  *   As the SDK: an answer later than TTL/3 counts as a failed renewal and cuts the stream; a stream
@@ -29,6 +30,7 @@
  * out `HeartbeatStats` (on 'stats'), `{ type: 'error', message }`. Exits when the IPC channel closes.
  */
 import { request as httpRequest, type ClientRequest } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { Client, Pool, type Dispatcher } from 'undici';
 import type { HeartbeatsIn, HeartbeatsOut } from './common.js';
 
@@ -64,6 +66,8 @@ interface Instance {
 interface KeepAliveStream {
   state: 'idle' | 'connecting' | 'open' | 'down';
   req: ClientRequest | undefined;
+  /** The upgraded connection the lines go on (as the SDK's stream, keepalive-stream.ts). */
+  socket: Duplex | undefined;
   /** Lines sent and not yet answered, oldest first (answers come in the same order). */
   waiters: Instance[];
   /** Renewals waiting for the stream's head. */
@@ -180,7 +184,7 @@ function writeLine(s: KeepAliveStream, inst: Instance): void {
   inst.sentAt = performance.now();
   clearTimeout(inst.timer);
   inst.timer = setTimeout(() => late(s, inst), deadline());
-  s.req!.write(`{"id":"${inst.lease}"}\n`);
+  s.socket!.write(`{"id":"${inst.lease}"}\n`);
 }
 
 /** No answer by the deadline: the renewal failed, and the stream is stuck (the SDK cuts it). */
@@ -196,29 +200,37 @@ function late(s: KeepAliveStream, inst: Instance): void {
 function openStream(s: KeepAliveStream): void {
   const req = httpRequest(`${url}/v1/leases/keepalive`, {
     method: 'POST',
-    headers: { 'content-type': NDJSON, accept: NDJSON },
+    // As the SDK: the upgraded stream, its lines raw on the connection after the 101.
+    headers: { 'content-type': NDJSON, accept: NDJSON, connection: 'upgrade', upgrade: 'spofless-keepalive/1' },
     // A connection of its own, as the SDK's stream has.
     agent: false,
   });
   s.state = 'connecting';
   s.req = req;
+  s.socket = undefined;
   s.buf = '';
   req.on('error', (err) => broken(s, `keep-alive stream: ${err.message}`, req));
-  req.on('close', () => broken(s, 'keep-alive stream: closed', req));
+  req.on('close', () => {
+    if (s.socket === undefined) broken(s, 'keep-alive stream: closed', req);
+  });
   req.on('response', (res) => {
-    if (s.req !== req) return void res.resume();
-    if (res.statusCode !== 200) {
-      res.resume();
-      return broken(s, `keep-alive stream: HTTP ${res.statusCode}`, req);
-    }
+    res.resume();
+    broken(s, `keep-alive stream: HTTP ${res.statusCode} (no upgrade)`, req);
+  });
+  req.on('upgrade', (_res, socket, head) => {
+    if (s.req !== req) return void socket.destroy();
     streamsOpened++;
     s.state = 'open';
-    res.setEncoding('utf8');
-    res.on('data', (text: string) => onData(s, text));
-    res.on('end', () => broken(s, 'keep-alive stream: the control plane ended it', req));
+    s.socket = socket;
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => onData(s, text));
+    socket.on('end', () => broken(s, 'keep-alive stream: the control plane ended it', req));
+    socket.on('close', () => broken(s, 'keep-alive stream: closed', req));
+    socket.on('error', (err) => broken(s, `keep-alive stream: ${err.message}`, req));
+    if (head.length > 0) onData(s, head.toString('utf8'));
     for (const inst of s.queued.splice(0)) writeLine(s, inst);
   });
-  req.flushHeaders();
+  req.end();
 }
 
 function onData(s: KeepAliveStream, text: string): void {
@@ -269,6 +281,8 @@ function broken(s: KeepAliveStream, why: string, req = s.req): void {
   lastError = why;
   s.req = undefined;
   req?.destroy();
+  s.socket?.destroy();
+  s.socket = undefined;
   s.lastDelay = Math.min(10_000, 250 * 2 ** s.failures++) * Math.random();
   s.state = 'down';
   s.retryAt = Date.now() + s.lastDelay;
@@ -287,7 +301,7 @@ async function start(m: Extract<HeartbeatsIn, { type: 'start' }>): Promise<void>
   const keepAliveTimeout = mode === 'stream' ? FETCH_KEEPALIVE_MS : 60_000;
   const pool = new Pool(m.url, { connections: perInstance ? 1 : m.connections, pipelining: 1, keepAliveTimeout });
   if (mode === 'stream') {
-    streams = Array.from({ length: connections }, () => ({ state: 'idle', req: undefined, waiters: [], queued: [], buf: '', failures: 0, lastDelay: 0, retryAt: 0 }));
+    streams = Array.from({ length: connections }, () => ({ state: 'idle', req: undefined, socket: undefined, waiters: [], queued: [], buf: '', failures: 0, lastDelay: 0, retryAt: 0 }));
   }
   const slots = Math.round((m.ttl * 1000) / 3 / SLOT_MS);
   const wheel: Instance[][] = Array.from({ length: slots }, () => []);

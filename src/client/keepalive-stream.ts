@@ -2,8 +2,11 @@
  * The client side of the lease keep-alive stream (`POST /v1/leases/keepalive`, see docs/api.md): one
  * long-lived request per `ControlPlaneClient`, opened on the first renewal and shared by all of its
  * registrations; a renewal is one NDJSON line `{"id":"<lease>"}` up and one `{"id","ttl"}` (or
- * `{"id","error"}`) down, answered in order. etcd's `LeaseKeepAlive` stream, over HTTP/1.1 chunked
- * bodies, on `node:http` (full duplex: the answers are read while the request body stays open).
+ * `{"id","error"}`) down, answered in order. etcd's `LeaseKeepAlive` stream, over HTTP/1.1, on
+ * `node:http`. It asks for the upgraded form first (`upgrade: spofless-keepalive/1`, answered 101: the
+ * same lines, raw on the connection, the cheapest form for the control plane to serve); a control plane
+ * or proxy that ignores the upgrade answers 200 instead, and the stream is then opened again at once as
+ * a chunked request body read full duplex (the answers are read while the request body stays open).
  *
  * While the stream is down (it broke, or could not be opened) renewals go through the per-request
  * endpoint `POST /v1/leases/{id}/keepalive`, and the stream is opened again on the first renewal after
@@ -18,7 +21,8 @@
  * | from              | on                                                     | to          |
  * |-------------------|--------------------------------------------------------|-------------|
  * | idle              | a renewal                                              | connecting  |
- * | connecting        | 200 (the head arrives before any line is answered)     | open        |
+ * | connecting        | 101 (upgraded), or 200 to a chunked-body request       | open        |
+ * | connecting        | 200 to an upgrade request (not understood): chunked next | connecting |
  * | connecting        | 404, 405, 415 or 501                                   | unsupported |
  * | connecting        | another status, a connection failure, no head in time  | down        |
  * | open              | the response ends or fails, a bad answer, a late answer | down       |
@@ -28,6 +32,7 @@
  * The socket is unref'd: an open stream does not keep the process alive.
  */
 import { request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { request as httpsRequest } from 'node:https';
 import { ClientClosedError, ControlPlaneError, ErrorCode, TimeoutError } from '../errors/index.js';
 import { fullJitterBackoff, type Backoff, type RandomSource } from '../resilience/index.js';
@@ -36,6 +41,8 @@ import type { LeaseGrant } from './types.js';
 
 const PATH = '/v1/leases/keepalive';
 const NDJSON = 'application/x-ndjson';
+/** The upgraded stream's protocol token (the server's `KEEPALIVE_UPGRADE`). */
+const UPGRADE = 'spofless-keepalive/1';
 /** How long a renewal waits for the stream's head before it goes per request. */
 const HEAD_WAIT_MS = 1_000;
 /** The answers of a control plane without the stream endpoint (404, 405; 415 from one that takes JSON only; 501). */
@@ -74,6 +81,10 @@ interface Waiter {
 
 interface Conn {
   readonly req: ClientRequest;
+  /** Where lines go: the upgraded socket, or the request body. */
+  out: { write(line: string): unknown };
+  /** The upgraded socket, once there is one. */
+  socket?: Duplex;
   /** Lines sent and not yet answered, oldest first: answers come in the same order. */
   readonly waiters: Waiter[];
   /** The control plane it goes to: a stuck stream moves the client on to the next. */
@@ -111,6 +122,8 @@ export class KeepAliveStream {
   #overStream = 0;
   #perRequest = 0;
   #opened = 0;
+  /** Control planes (base URLs) that answered an upgrade request as a plain one: chunked bodies there. */
+  readonly #noUpgrade = new Set<string>();
 
   constructor(transport: Transport, options: KeepAliveStreamOptions = {}) {
     this.#transport = transport;
@@ -127,14 +140,26 @@ export class KeepAliveStream {
    * for a lease that is gone.
    */
   async keepAlive(lease: string, signal?: AbortSignal, attemptTimeout?: number): Promise<LeaseGrant> {
-    const conn = await this.#ready(signal);
+    // With `attemptTimeout`, the stream gets that long: a stream (or its head) that does not answer by
+    // then is stuck (a stopped control plane), and the rest of the caller's time goes to a per-request
+    // renewal, on the next control plane.
+    const attempt = attemptTimeout === undefined ? undefined : AbortSignal.timeout(Math.max(1, Math.ceil(attemptTimeout)));
+    const streamSignal = attempt === undefined ? signal : signal === undefined ? attempt : AbortSignal.any([signal, attempt]);
+    const conn = await this.#ready(streamSignal);
     if (conn !== undefined) {
       try {
-        const g = await this.#send(conn, lease, signal);
+        const g = await this.#send(conn, lease, streamSignal);
         this.#overStream++;
         return g;
       } catch (err) {
         if (!(err instanceof StreamBroken)) throw err;
+      }
+    } else if (attempt?.aborted === true && signal?.aborted !== true) {
+      const s = this.#state;
+      if (s.value === 'connecting') {
+        // No head within the attempt: that control plane is not answering; the next calls go elsewhere.
+        this.#transport.failed(s.conn.base);
+        this.#drop(s.conn, new TimeoutError(`${PATH}: no answer from ${s.conn.base} within ${attemptTimeout} ms`));
       }
     }
     this.#perRequest++;
@@ -196,13 +221,14 @@ export class KeepAliveStream {
     const base = this.#transport.url;
     const url = base + PATH;
     const request = url.startsWith('https:') ? httpsRequest : httpRequest;
+    const upgrade = !this.#noUpgrade.has(base);
     const req = request(url, {
       method: 'POST',
-      headers: { ...this.#transport.headers, 'content-type': NDJSON, accept: NDJSON },
+      headers: { ...this.#transport.headers, 'content-type': NDJSON, accept: NDJSON, ...(upgrade ? { connection: 'upgrade', upgrade: UPGRADE } : {}) },
       // A connection of its own: it carries this one request for as long as it lasts.
       agent: false,
     });
-    const conn: Conn = { req, waiters: [], buf: '', base };
+    const conn: Conn = { req, out: req, waiters: [], buf: '', base };
     let settle!: () => void;
     const ready = new Promise<void>((resolve) => (settle = resolve));
     this.#state = { value: 'connecting', conn, ready };
@@ -220,16 +246,58 @@ export class KeepAliveStream {
     });
     req.on('close', () => {
       clearTimeout(headTimer);
-      this.#drop(conn, new Error('the keep-alive stream closed'));
+      // Node closes an upgraded request at once: the upgraded socket's own events take over.
+      if (conn.socket === undefined) this.#drop(conn, new Error('the keep-alive stream closed'));
       settle();
     });
     req.on('response', (res) => {
       clearTimeout(headTimer);
+      if (upgrade && res.statusCode === 200) {
+        // The upgrade was not understood (an older control plane, or a proxy that drops it): the
+        // server took this for a chunked stream with an empty body. Open that form at once instead.
+        res.resume();
+        this.#noUpgrade.add(base);
+        if (this.#state.value === 'connecting' && this.#state.conn === conn) {
+          conn.req.destroy();
+          this.#connect();
+          const next = this.#state;
+          if (next.value === 'connecting') void next.ready.then(settle);
+          else settle();
+        } else settle();
+        return;
+      }
       this.#onResponse(conn, res);
       settle();
     });
-    // Send the head now: the server answers with its own head before any line.
-    req.flushHeaders();
+    req.on('upgrade', (res, socket, head) => {
+      clearTimeout(headTimer);
+      this.#onUpgrade(conn, res, socket, head);
+      settle();
+    });
+    // Send the head now: the server answers with its own head before any line. An upgrade request has
+    // no body: its lines follow the 101 on the connection itself.
+    if (upgrade) req.end();
+    else req.flushHeaders();
+  }
+
+  #onUpgrade(conn: Conn, res: IncomingMessage, socket: Duplex, head: Buffer): void {
+    if (this.#state.value !== 'connecting' || this.#state.conn !== conn || res.headers.upgrade?.toLowerCase() !== UPGRADE) {
+      socket.destroy();
+      if (this.#state.value === 'connecting' && this.#state.conn === conn) this.#drop(conn, new Error(`${PATH}: upgraded to ${String(res.headers.upgrade)}, not ${UPGRADE}`));
+      return;
+    }
+    (socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    (socket as { unref?: () => void }).unref?.();
+    conn.socket = socket;
+    conn.out = socket;
+    this.#opened++;
+    this.#state = { value: 'open', conn };
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => this.#onData(conn, text));
+    socket.on('end', () => this.#drop(conn, new Error('the control plane ended the keep-alive stream')));
+    socket.on('close', () => this.#drop(conn, new Error('the keep-alive stream closed')));
+    socket.on('error', (err) => this.#drop(conn, err));
+    if (head.length > 0) this.#onData(conn, head.toString('utf8'));
   }
 
   #onResponse(conn: Conn, res: IncomingMessage): void {
@@ -281,7 +349,7 @@ export class KeepAliveStream {
         };
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      conn.req.write(`{"id":${JSON.stringify(lease)}}\n`);
+      conn.out.write(`{"id":${JSON.stringify(lease)}}\n`);
     });
   }
 
@@ -331,6 +399,7 @@ export class KeepAliveStream {
       }
     }
     conn.req.destroy();
+    conn.socket?.destroy();
     const broken = cause instanceof ClientClosedError ? cause : new StreamBroken('the keep-alive stream broke', { cause });
     for (const w of conn.waiters.splice(0)) w.reject(broken);
   }

@@ -163,6 +163,7 @@ export function buildApp(options: AppOptions): FastifyInstance {
   });
 
   const keepAlives = new KeepAliveStreams({ store });
+  keepAlives.acceptUpgrades(app);
   // A stream's connection is never idle, so the server would wait for it: end every stream first.
   app.addHook('preClose', (done) => {
     keepAlives.close();

@@ -8,6 +8,17 @@
  * That is what makes 10,000 instances renewing every TTL/3 cheap: a whole HTTP request (fastify's, or
  * even node:http's alone) costs several times more server CPU than one line.
  *
+ * Upgraded streams (what the SDK opens): the same request with `connection: upgrade` and
+ * `upgrade: spofless-keepalive/1` and no body is answered `101 Switching Protocols`, and from then on the
+ * connection carries the same NDJSON lines both ways, raw: no chunked framing, no HTTP parser, no
+ * request or response stream object between the socket and this code. A renewal then costs one socket
+ * read, one line scan and one socket write, which is what keeps 10,000 instances renewing every TTL/3
+ * under a quarter of a core (the chunked stream costs about a third more: llhttp's chunk decoding and
+ * its call into JS per chunk, the IncomingMessage and ServerResponse stream layers, a cork/uncork tick
+ * per answer). The upgrade request goes through fastify's router like any other (hooks, 415, 503), so
+ * it cannot bypass what guards the API; see `acceptUpgrades`. The chunked form stays for curl and for
+ * proxies that do not pass upgrades.
+ *
  * Bounds: a line longer than `maxLineBytes` is answered with an error and skipped to its newline (the
  * unfinished part is never buffered past the bound); at most `maxPending` lines are read and not yet
  * answered, and reading stops while the response socket does not drain (backpressure: a client that
@@ -22,7 +33,10 @@
  * | ending            | every line read has been answered                       | ended (response ends) |
  * | any               | the connection closes or fails                          | ended    |
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex, Readable, Writable } from 'node:stream';
+import type { FastifyInstance } from 'fastify';
 import { ErrorCode, InvalidOptionError, describe } from '../errors/index.js';
 import type { Store } from '../store/index.js';
 import { toHttpError } from './errors.js';
@@ -32,7 +46,31 @@ export const KEEPALIVE_STREAM_PATH = '/v1/leases/keepalive';
 /** The request and response content type. */
 export const NDJSON = 'application/x-ndjson';
 
+/** The protocol token of the upgraded (raw) stream, in the request's `upgrade` header and the 101. */
+export const KEEPALIVE_UPGRADE = 'spofless-keepalive/1';
+
 const NEWLINE = 0x0a;
+/** `{"id":"` and `"}`: the one line shape the SDK sends, scanned without JSON.parse. */
+const FAST_PREFIX = Buffer.from('{"id":"');
+const FAST_SUFFIX_QUOTE = 0x22;
+const FAST_SUFFIX_BRACE = 0x7d;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+
+/** Set on an upgrade request routed through fastify: the raw socket and the bytes read past the head. */
+const kUpgrade = Symbol('spofless.keepalive.upgrade');
+interface UpgradeInfo {
+  readonly socket: Duplex;
+  readonly head: Buffer;
+}
+type UpgradeRequest = IncomingMessage & { [kUpgrade]?: UpgradeInfo };
+
+function isKeepAliveUpgrade(req: IncomingMessage): boolean {
+  const path = req.url?.split('?', 1)[0];
+  if (req.method !== 'POST' || (path !== KEEPALIVE_STREAM_PATH && path !== `${KEEPALIVE_STREAM_PATH}/`)) return false;
+  const up = req.headers.upgrade;
+  return typeof up === 'string' && up.split(',').some((t) => t.trim().toLowerCase() === KEEPALIVE_UPGRADE);
+}
 
 /**
  * @example
@@ -88,6 +126,8 @@ export class KeepAliveStreams {
   readonly #maxLineBytes: number;
   readonly #maxPending: number;
   readonly #open = new Set<KeepAliveStream>();
+  /** Sockets now carrying an upgraded stream (their router response is not theirs to end). */
+  readonly #upgraded = new WeakSet<Duplex>();
   #renewed = 0;
   #closed = false;
 
@@ -117,7 +157,22 @@ export class KeepAliveStreams {
       res.end(JSON.stringify({ error: { code: ErrorCode.HttpUnavailable, message: 'the control plane is shutting down: try another replica or retry shortly' } }));
       return;
     }
-    const stream = new KeepAliveStream(req, res, {
+    const up = (req as UpgradeRequest)[kUpgrade];
+    // The router's response object (see `acceptUpgrades`) lets go of the socket: the stream owns it now.
+    if (up !== undefined) res.detachSocket(up.socket as Socket);
+    const io: StreamIo =
+      up === undefined
+        ? { input: req, output: res, socket: req.socket, open: () => openChunked(res), end: () => res.end(), destroy: () => req.destroy() }
+        : {
+            input: up.socket,
+            output: up.socket,
+            socket: up.socket,
+            head: up.head,
+            open: () => up.socket.write(`HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: ${KEEPALIVE_UPGRADE}\r\ncontent-type: ${NDJSON}\r\n\r\n`),
+            end: () => up.socket.end(),
+            destroy: () => up.socket.destroy(),
+          };
+    const stream = new KeepAliveStream(io, {
       store: this.#store,
       maxLineBytes: this.#maxLineBytes,
       maxPending: this.#maxPending,
@@ -127,7 +182,38 @@ export class KeepAliveStreams {
         onEnd(end);
       },
     });
+    if (up !== undefined) this.#upgraded.add(up.socket);
     this.#open.add(stream);
+  }
+
+  /**
+   * Routes upgrade requests for the keep-alive stream (`upgrade: spofless-keepalive/1`) through the
+   * app's router, as ordinary requests (hooks, validation, errors), handing the route's `serve()` the
+   * raw socket. Call once, before the app listens. An upgrade for anything else is answered 400 when no
+   * other `upgrade` listener is there to take it.
+   */
+  acceptUpgrades(app: FastifyInstance): void {
+    const server = app.server;
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!isKeepAliveUpgrade(req)) {
+        if (server.listenerCount('upgrade') === 1) {
+          const body = JSON.stringify({ error: { code: ErrorCode.InvalidArgument, message: `no upgrade to ${describe(req.headers.upgrade)} at ${describe(req.url)}: only POST ${KEEPALIVE_STREAM_PATH} upgrades, to ${KEEPALIVE_UPGRADE}` } });
+          socket.end(`HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+        }
+        return;
+      }
+      socket.on('error', () => socket.destroy());
+      (req as UpgradeRequest)[kUpgrade] = { socket, head };
+      // A response object on the socket, for whatever the router answers instead of the stream (a 415,
+      // a 503, a hook's 401): it is the connection's only response, so the connection ends with it.
+      const res = new ServerResponse(req);
+      res.shouldKeepAlive = false;
+      res.assignSocket(socket as Socket);
+      res.on('finish', () => {
+        if (!this.#upgraded.has(socket)) socket.end();
+      });
+      app.routing(req, res);
+    });
   }
 
   /** Ends every stream: lines already read are answered, then each response ends. Idempotent. */
@@ -135,6 +221,30 @@ export class KeepAliveStreams {
     this.#closed = true;
     for (const s of [...this.#open]) s.close();
   }
+}
+
+/** Writes the 200 head of a chunked-request stream; its body is close-delimited (see below). */
+function openChunked(res: ServerResponse): void {
+  // The connection carries this one stream: it is never reused for another request. So the body can
+  // be close-delimited instead of chunked: each answer is then one plain socket write, with no chunk
+  // framing to build and send per write.
+  res.useChunkedEncodingByDefault = false;
+  res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', connection: 'close' });
+  res.flushHeaders();
+}
+
+/** Where a stream reads its lines and writes its answers: the request and response, or the raw socket. */
+interface StreamIo {
+  readonly input: Readable;
+  readonly output: Writable;
+  readonly socket: Duplex;
+  /** Bytes of the stream already read with the upgrade request's head. */
+  readonly head?: Buffer;
+  /** Sends the head (200 or 101). */
+  readonly open: () => void;
+  /** Ends the answers (and, `connection: close`, the connection once flushed). */
+  readonly end: () => void;
+  readonly destroy: () => void;
 }
 
 interface StreamDeps {
@@ -146,8 +256,7 @@ interface StreamDeps {
 }
 
 class KeepAliveStream {
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse;
+  readonly #io: StreamIo;
   readonly #deps: StreamDeps;
   #state: 'reading' | 'paused' | 'ending' | 'ended' = 'reading';
   #endReason: KeepAliveStreamEnd['reason'] = 'client-ended';
@@ -159,48 +268,50 @@ class KeepAliveStream {
   #lineNo = 0;
   /** Answers not yet written, in request order; `undefined` while its renewal is in flight. */
   readonly #slots: (string | undefined)[] = [];
-  /** Answers ready to be written in this tick, joined: one socket write per tick, not per line. */
+  /** Renewals in flight: the last one to settle writes every answer then ready, in one write. */
+  #inFlight = 0;
+  /** Answers ready to be written, joined: one socket write per read, not per line. */
   #out = '';
-  #flushQueued = false;
   #socketFull = false;
   #answered = 0;
   #renewedHere = 0;
+  /** The last answer and what it was for: a stream renews the same lease(s) again and again. */
+  #lastId = '';
+  #lastTtl = -1;
+  #lastAnswer = '';
+  readonly #onData = (chunk: Buffer): void => this.#read(chunk);
 
-  constructor(req: IncomingMessage, res: ServerResponse, deps: StreamDeps) {
-    this.#req = req;
-    this.#res = res;
+  constructor(io: StreamIo, deps: StreamDeps) {
+    this.#io = io;
     this.#deps = deps;
-    // The connection carries this one stream: it is never reused for another request. So the body can
-    // be close-delimited instead of chunked: each answer is then one plain socket write, with no chunk
-    // framing to build and send per write (this path runs ~3,000 times a second for 10,000 instances).
-    res.useChunkedEncodingByDefault = false;
-    res.writeHead(200, { 'content-type': NDJSON, 'cache-control': 'no-store', 'x-content-type-options': 'nosniff', connection: 'close' });
-    res.flushHeaders();
+    io.open();
     // Renewals are tiny and latency-bound: no Nagle delay on the answers.
-    req.socket.setNoDelay(true);
-    req.on('data', (chunk: Buffer) => this.#onData(chunk));
-    req.on('end', () => this.#onRequestEnd());
-    req.on('error', () => this.#onGone());
-    res.on('drain', () => {
+    (io.socket as { setNoDelay?: (on: boolean) => void }).setNoDelay?.(true);
+    const { input, output } = io;
+    input.on('data', this.#onData);
+    input.on('end', () => this.#onRequestEnd());
+    input.on('error', () => this.#onGone());
+    output.on('drain', () => {
       this.#socketFull = false;
       this.#maybeResume();
     });
-    res.on('close', () => this.#onGone());
-    res.on('error', () => this.#onGone());
+    output.on('close', () => this.#onGone());
+    output.on('error', () => this.#onGone());
+    if (io.head !== undefined && io.head.length > 0) this.#read(io.head);
   }
 
   close(): void {
     if (this.#state === 'ended' || this.#state === 'ending') return;
     this.#endReason = 'server-closed';
     this.#state = 'ending';
-    this.#req.pause();
-    this.#req.removeAllListeners('data');
+    this.#io.input.pause();
+    this.#io.input.removeListener('data', this.#onData);
     this.#maybeFinish();
   }
 
   // ---- reading -----------------------------------------------------------------------------------
 
-  #onData(chunk: Buffer): void {
+  #read(chunk: Buffer): void {
     if (this.#state === 'ending' || this.#state === 'ended') return;
     const max = this.#deps.maxLineBytes;
     let start = 0;
@@ -224,13 +335,15 @@ class KeepAliveStream {
       this.#lineEnd(chunk, start, nl);
       start = nl + 1;
     }
+    // Answers known at once (bad lines) go out now unless renewals are still in flight ahead of them.
+    if (this.#inFlight === 0) this.#flush();
     this.#maybePause();
   }
 
   #maybePause(): void {
     if (this.#state === 'reading' && (this.#socketFull || this.#slots.length >= this.#deps.maxPending)) {
       this.#state = 'paused';
-      this.#req.pause();
+      this.#io.input.pause();
     }
   }
 
@@ -248,15 +361,19 @@ class KeepAliveStream {
       return;
     }
     this.#lineNo++;
-    let text: string;
     if (this.#partialBytes === 0) {
-      text = chunk.toString('utf8', start, end);
+      // The SDK's line, `{"id":"<digits>"}`, read straight off the bytes: no string, no JSON.parse.
+      const id = fastLeaseId(chunk, start, end);
+      if (id !== undefined) return this.#renew(id);
     } else {
       this.#partial.push(chunk.subarray(start, end));
-      text = Buffer.concat(this.#partial, bytes).toString('utf8');
+      chunk = Buffer.concat(this.#partial, bytes);
+      start = 0;
+      end = bytes;
       this.#partial = [];
       this.#partialBytes = 0;
     }
+    const text = chunk.toString('utf8', start, end);
     // A blank line (or a lone CR of a CRLF) is no request: a client may send one as a ping.
     if (text.length <= 1 && (text === '' || text === '\r')) return;
     this.#line(text);
@@ -293,19 +410,30 @@ class KeepAliveStream {
         return;
       }
     }
+    this.#renew(id);
+  }
+
+  #renew(id: string): void {
     // The store may answer out of order (a remote engine): each answer has a slot in request order.
-    const slot = this.#slots.length;
+    const at = this.#answered + this.#slots.length;
     this.#slots.push(undefined);
-    const base = this.#answered;
+    this.#inFlight++;
     this.#deps.store.keepAlive(id).then(
       (g) => {
         this.#renewedHere++;
         this.#deps.renewed();
-        this.#fill(base + slot, `{"id":${JSON.stringify(g.id)},"ttl":${g.ttl}}\n`);
+        let answer = this.#lastAnswer;
+        if (g.id !== this.#lastId || g.ttl !== this.#lastTtl) {
+          answer = `{"id":${JSON.stringify(g.id)},"ttl":${g.ttl}}\n`;
+          this.#lastId = g.id;
+          this.#lastTtl = g.ttl;
+          this.#lastAnswer = answer;
+        }
+        this.#settled(at, answer);
       },
       (err: unknown) => {
         const answer = toHttpError(err, 0);
-        this.#fill(base + slot, `${JSON.stringify({ id, error: answer.body.error })}\n`);
+        this.#settled(at, `${JSON.stringify({ id, error: answer.body.error })}\n`);
       },
     );
   }
@@ -315,29 +443,30 @@ class KeepAliveStream {
   /** An answer known at once (a bad line): it still waits behind earlier renewals in flight. */
   #answer(line: string): void {
     this.#slots.push(line);
-    this.#fill(-1, undefined);
   }
 
-  /** Fills the slot of absolute index `at` (or none with -1), then moves every leading answer out. */
-  #fill(at: number, line: string | undefined): void {
+  /** A renewal's answer for the slot of absolute index `at`. */
+  #settled(at: number, line: string): void {
+    this.#inFlight--;
     if (this.#state === 'ended') return;
-    if (at >= 0) this.#slots[at - this.#answered] = line;
-    while (this.#slots.length > 0 && this.#slots[0] !== undefined) {
-      this.#out += this.#slots.shift()!;
-      this.#answered++;
-    }
-    if (this.#out !== '' && !this.#flushQueued) {
-      this.#flushQueued = true;
-      // After the other answers of this chunk (already queued as microtasks): one write for them all.
-      queueMicrotask(() => this.#flush());
-    }
+    this.#slots[at - this.#answered] = line;
+    // The renewals of one read settle in the same microtask checkpoint: the last one writes them all.
+    if (this.#inFlight === 0) this.#flush();
   }
 
+  /** Moves every leading answer out and writes them in one socket write. */
   #flush(): void {
-    this.#flushQueued = false;
     if (this.#state === 'ended') return;
+    const slots = this.#slots;
+    let n = 0;
+    while (n < slots.length && slots[n] !== undefined) this.#out += slots[n++]!;
+    if (n > 0) {
+      if (n === slots.length) slots.length = 0;
+      else slots.splice(0, n);
+      this.#answered += n;
+    }
     if (this.#out !== '') {
-      const ok = this.#res.write(this.#out);
+      const ok = this.#io.output.write(this.#out);
       this.#out = '';
       if (!ok) this.#socketFull = true;
     }
@@ -349,7 +478,7 @@ class KeepAliveStream {
   #maybeResume(): void {
     if (this.#state !== 'paused' || this.#socketFull || this.#slots.length > this.#deps.maxPending / 2) return;
     this.#state = 'reading';
-    this.#req.resume();
+    this.#io.input.resume();
   }
 
   // ---- ending ------------------------------------------------------------------------------------
@@ -364,15 +493,15 @@ class KeepAliveStream {
       this.#lineEnd(rest, 0, rest.length);
     }
     this.#state = 'ending';
-    this.#maybeFinish();
+    if (this.#inFlight === 0) this.#flush();
   }
 
   #maybeFinish(): void {
-    if (this.#state !== 'ending' || this.#slots.length > 0 || this.#flushQueued) return;
+    if (this.#state !== 'ending' || this.#slots.length > 0 || this.#inFlight > 0) return;
     this.#state = 'ended';
-    // `connection: close`: node ends the socket once the response is flushed, and discards any body
-    // the client still sends.
-    this.#res.end();
+    // Node ends the socket once the answers are flushed (`connection: close`, or the raw socket's end),
+    // and discards any body the client still sends.
+    this.#io.end();
     this.#deps.ended({ reason: this.#endReason, lines: this.#answered, renewed: this.#renewedHere });
   }
 
@@ -380,7 +509,26 @@ class KeepAliveStream {
     if (this.#state === 'ended') return;
     this.#state = 'ended';
     this.#slots.length = 0;
-    this.#req.destroy();
+    this.#io.destroy();
     this.#deps.ended({ reason: 'client-closed', lines: this.#answered, renewed: this.#renewedHere });
   }
+}
+
+/**
+ * The lease id of a line that is exactly `{"id":"<decimal digits>"}`, or `undefined` for any other
+ * line (which then takes the full JSON path: same result, just slower).
+ */
+function fastLeaseId(chunk: Buffer, start: number, end: number): string | undefined {
+  const p = FAST_PREFIX.length;
+  let e = end;
+  if (e > start && chunk[e - 1] === 0x0d) e--; // CRLF
+  if (e - start < p + 3 || chunk[e - 1] !== FAST_SUFFIX_BRACE || chunk[e - 2] !== FAST_SUFFIX_QUOTE) return undefined;
+  for (let i = 0; i < p; i++) if (chunk[start + i] !== FAST_PREFIX[i]) return undefined;
+  const a = start + p;
+  const b = e - 2;
+  for (let i = a; i < b; i++) {
+    const c = chunk[i]!;
+    if (c < DIGIT_0 || c > DIGIT_9) return undefined;
+  }
+  return chunk.toString('latin1', a, b);
 }
