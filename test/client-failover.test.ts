@@ -15,6 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { ControlPlaneClient, type WatchMessage } from '../src/client/index.js';
+import { run } from '../src/cli/run.js';
 import { ControlPlaneUnreachableError } from '../src/errors/index.js';
 import { constantBackoff } from '../src/resilience/index.js';
 import { startControlPlane, type ControlPlane } from '../src/server/index.js';
@@ -139,9 +140,11 @@ test('a registration stays alive through the other control plane while one is fr
   });
   const reg = await client.register({ service: 'svc', id: 'r1', address: '127.0.0.1', port: 9 }, { ttl: 2 });
   const events: string[] = [];
-  reg.onEvent((e) => events.push(e.type));
+  let frozenAt = Date.now();
+  reg.onEvent((e) => events.push(e.type === 'renew-failed' ? `renew-failed(${(e.error as Error).message})@${Date.now() - frozenAt}` : `${e.type}@${Date.now() - frozenAt}`));
   await new Promise((r) => setTimeout(r, 1_000)); // one renewal over the stream to A
   proxy.freeze();
+  frozenAt = Date.now();
   const lease = reg.lease;
   await new Promise((r) => setTimeout(r, 5_000)); // 2.5 TTLs
   const { instances } = await observer.instances('svc');
@@ -167,4 +170,19 @@ test('a discovery keeps its list and follows changes made while its control plan
   await writer.deregisterInstance('svc', 'i1');
   await until(() => d.instances.length === 1, 'the discovery to see i1 go');
   assert.deepEqual(d.instances.map((i) => i.id), ['i2']);
+});
+
+test('the CLI takes several URLs and uses the next when the first refuses', async (t) => {
+  const { proxy, urls, b } = await setup(t);
+  const writer = new ControlPlaneClient({ url: b.url });
+  t.after(() => writer.close());
+  await writer.put('/cli/k', 'v');
+  await proxy.close();
+  const out: string[] = [];
+  const err: string[] = [];
+  const io = { stdout: { write: (s: string) => out.push(s) }, stderr: { write: (s: string) => err.push(s) }, env: {} };
+  assert.equal(await run(['kv', 'get', '/cli/k', '--url', urls.join(',')], io), 0, err.join(''));
+  assert.equal(out.join(''), 'v\n');
+  assert.equal(await run(['kv', 'put', '/cli/k2', 'w', '--url', urls.join(',')], io), 0, err.join(''));
+  assert.equal((await writer.get('/cli/k2'))?.value, 'w');
 });
