@@ -32,6 +32,12 @@ export type WatchMessage =
   | { readonly type: 'connected'; readonly revision: number; readonly url: string }
   /** Events of one revision (or of consecutive ones), in revision order. */
   | { readonly type: 'events'; readonly revision: number; readonly events: readonly WatchEvent[] }
+  /**
+   * The server says every matching event up to `revision` has been delivered: after a resume, the watch
+   * is current even if no event comes (sent once the server's replay has caught up, or at once when
+   * there was nothing to replay).
+   */
+  | { readonly type: 'progress'; readonly revision: number }
   /** The stream broke; the watch reconnects in `retryIn` ms. */
   | { readonly type: 'disconnected'; readonly error: unknown; readonly retryIn: number }
   /** The revision the watch wanted has been compacted: re-list, then watch again. The iterator ends. */
@@ -272,6 +278,13 @@ export class Watch implements AsyncIterable<WatchMessage> {
         if (top >= next) this.#next = top + 1;
         if (events.length === 0) return undefined;
         return { type: 'events', revision, events };
+      }
+      case 'progress': {
+        const revision = Number(data.revision);
+        if (!Number.isSafeInteger(revision) || revision < 0) return undefined;
+        // Nothing up to it is missing: a later resume may start after it.
+        if (revision + 1 > (this.#next ?? 0)) this.#next = revision + 1;
+        return { type: 'progress', revision };
       }
       case 'compacted':
         return { type: 'compacted', compactRevision: Number(data.compactRevision ?? 0), requestedRevision: this.#next ?? 0 };

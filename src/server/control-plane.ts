@@ -55,7 +55,7 @@ export interface ControlPlaneOptions {
    */
   readonly election?: boolean | ReplicaElectionOptions;
   /** Watch streams: the unread-bytes bound of a subscriber (default 4 MiB) and the ping interval (default 15 s). */
-  readonly watch?: { readonly maxBufferedBytes?: number; readonly pingIntervalMs?: number };
+  readonly watch?: { readonly maxBufferedBytes?: number; readonly pingIntervalMs?: number; readonly maxFrameBytes?: number };
   /** Largest request body in bytes. Default 3 MiB. */
   readonly bodyLimit?: number;
 }

@@ -42,6 +42,15 @@ export function slowFrame(resumeFrom: number, buffered: number, limit: number): 
 
 export const PING_FRAME = ': ping\n\n';
 
+/**
+ * A `progress` frame: every matching event up to `revision` has been sent on this stream. It carries no
+ * `id` (it is not an event); a client that wants to resume after it asks from `revision + 1`.
+ */
+export function progressFrame(revision: number): string {
+  return `event: progress\ndata: {"revision":${revision}}\n\n`;
+}
+
+
 export class SseStream {
   readonly #res: ServerResponse;
   #ended = false;

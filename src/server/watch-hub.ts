@@ -11,6 +11,18 @@
  * delivers only later revisions, and a subscriber drops any revision it already sent, so the hand-over
  * has no gap and no duplicate.
  *
+ * Frames are capped at `maxFrameBytes` (1 MiB): a batch larger than that (a long catch-up, a burst of
+ * writes) goes out as several `events` frames, cut between revisions, each with the `id` of the last
+ * revision it holds, so a client that breaks off between two of them resumes exactly after the last one
+ * it got. A single revision larger than the cap (a transaction writing many big values) is one frame:
+ * it cannot be cut without giving an `id` to half a revision.
+ *
+ * A subscriber that resumes (asks for a start revision) is told when it is current: a `progress` frame
+ * `{"revision": R}` (every matching event up to R has been sent) right after `ready` when the store has
+ * nothing at or after its start revision, or when its catch-up has reached the shared watch. Without
+ * it, a resumed watcher whose prefix saw no writes while it was away could not tell "nothing happened"
+ * from "the replay has not come yet".
+ *
  * A live subscriber whose unread bytes pass `maxBufferedBytes` when the next frame is due is cut off
  * with `event: error` / `SPOF_ERR_WATCH_SLOW` and the revision to resume from, instead of being buffered
  * without bound. Nothing else slows down for it: the shared watch never waits for a socket.
@@ -28,7 +40,7 @@
 import { CompactedError, ErrorCode, HttpRequestError, InvalidOptionError, StoreClosedError, describe } from '../errors/index.js';
 import type { Store, Watch, WatchEvent, WatchResponse } from '../store/index.js';
 import { eventJson, type Encoding } from './codec.js';
-import { PING_FRAME, SseStream, compactedFrame, eventsFrame, readyFrame, slowFrame } from './sse.js';
+import { PING_FRAME, SseStream, compactedFrame, eventsFrame, progressFrame, readyFrame, slowFrame } from './sse.js';
 import type { ServerResponse } from 'node:http';
 
 export interface WatchHubOptions {
@@ -37,6 +49,8 @@ export interface WatchHubOptions {
   readonly maxBufferedBytes?: number;
   /** How often an idle stream gets a `: ping` comment (ms). Default 15,000. */
   readonly pingIntervalMs?: number;
+  /** Largest `events` frame (bytes of its data) before a batch is cut between revisions. Default 1 MiB. */
+  readonly maxFrameBytes?: number;
 }
 
 /** What a subscriber asks for. */
@@ -80,19 +94,55 @@ function toBytes(key: string | Uint8Array): Uint8Array {
 /** One response's frames, serialized at most once per encoding, shared by every subscriber. */
 class Frames {
   readonly #resp: WatchResponse;
+  readonly #max: number;
   #utf8: string | undefined;
   #base64: string | undefined;
-  constructor(resp: WatchResponse) {
+  constructor(resp: WatchResponse, maxFrameBytes: number) {
     this.#resp = resp;
+    this.#max = maxFrameBytes;
   }
   get(encoding: Encoding): string {
-    if (encoding === 'utf8') return (this.#utf8 ??= frameOf(this.#resp.revision, this.#resp.events, 'utf8'));
-    return (this.#base64 ??= frameOf(this.#resp.revision, this.#resp.events, 'base64'));
+    if (encoding === 'utf8') return (this.#utf8 ??= framesOf(this.#resp.revision, this.#resp.events, 'utf8', this.#max));
+    return (this.#base64 ??= framesOf(this.#resp.revision, this.#resp.events, 'base64', this.#max));
   }
 }
 
-function frameOf(revision: number, events: readonly WatchEvent[], encoding: Encoding): string {
-  return eventsFrame(revision, JSON.stringify({ revision, events: events.map((e) => eventJson(e, encoding)) }));
+/**
+ * The `events` frame(s) of a batch of whole revisions: one frame, or, when its data would pass
+ * `maxBytes`, several, cut between revisions, each with its own last revision as `revision` and `id`.
+ */
+export function framesOf(revision: number, events: readonly WatchEvent[], encoding: Encoding, maxBytes: number): string {
+  const parts = events.map((e) => JSON.stringify(eventJson(e, encoding)));
+  let chars = 0;
+  for (const p of parts) chars += p.length + 1;
+  // Fast path: clearly under the cap (a UTF-16 unit is at most 3 bytes of UTF-8).
+  if ((chars + 40) * 3 <= maxBytes || Buffer.byteLength(parts.join(',')) + 40 <= maxBytes) {
+    return eventsFrame(revision, `{"revision":${revision},"events":[${parts.join(',')}]}`);
+  }
+  let out = '';
+  let frame: string[] = [];
+  let frameBytes = 0;
+  let frameRev = 0;
+  const flush = (): void => {
+    if (frame.length === 0) return;
+    out += eventsFrame(frameRev, `{"revision":${frameRev},"events":[${frame.join(',')}]}`);
+    frame = [];
+    frameBytes = 0;
+  };
+  for (let i = 0; i < events.length; ) {
+    // One whole revision: the events sharing its modRevision (a delete's kv carries its revision too).
+    const rev = events[i]!.kv.modRevision;
+    let j = i;
+    let bytes = 0;
+    while (j < events.length && events[j]!.kv.modRevision === rev) bytes += Buffer.byteLength(parts[j++]!) + 1;
+    if (frame.length > 0 && frameBytes + bytes + 40 > maxBytes) flush();
+    for (let k = i; k < j; k++) frame.push(parts[k]!);
+    frameBytes += bytes;
+    frameRev = rev;
+    i = j;
+  }
+  flush();
+  return out;
 }
 
 class SharedWatch {
@@ -118,7 +168,7 @@ class SharedWatch {
     try {
       for await (const resp of this.watch) {
         this.through = resp.revision;
-        const frames = new Frames(resp);
+        const frames = new Frames(resp, this.#hub.maxFrameBytes);
         for (const sub of this.live) sub.deliver(resp, frames);
       }
     } catch (err) {
@@ -192,6 +242,8 @@ class Subscriber {
         this.#write(resp.revision, resp.events, undefined);
         if (this.sent >= this.#shared.through) {
           this.joinLive();
+          // Caught up: tell the client, so it knows it is current even if nothing more comes.
+          this.#stream.write(progressFrame(this.sent));
           return;
         }
         if (this.#stream.buffered > 0 && !(await this.#stream.drained())) return;
@@ -218,11 +270,12 @@ class Subscriber {
 
   #write(revision: number, events: readonly WatchEvent[], frames: Frames | undefined): void {
     let frame: string;
+    const max = this.#hub.maxFrameBytes;
     if (events[0]!.kv.modRevision <= this.sent) {
       // Straddles the hand-over from catch-up to shared: only what was not sent yet.
-      frame = frameOf(revision, events.filter((e) => e.kv.modRevision > this.sent), this.#req.encoding);
+      frame = framesOf(revision, events.filter((e) => e.kv.modRevision > this.sent), this.#req.encoding, max);
     } else {
-      frame = frames === undefined ? frameOf(revision, events, this.#req.encoding) : frames.get(this.#req.encoding);
+      frame = frames === undefined ? framesOf(revision, events, this.#req.encoding, max) : frames.get(this.#req.encoding);
     }
     this.#stream.write(frame);
     this.sent = revision;
@@ -274,6 +327,7 @@ class Subscriber {
 export class WatchHub {
   readonly #store: Store;
   readonly maxBufferedBytes: number;
+  readonly maxFrameBytes: number;
   readonly #shared = new Map<string, SharedWatch>();
   readonly #subscribers = new Set<Subscriber>();
   readonly #ping: NodeJS.Timeout;
@@ -285,8 +339,11 @@ export class WatchHub {
     if (!Number.isSafeInteger(max) || max < 0) throw new InvalidOptionError('WatchHub', 'maxBufferedBytes', max, 'an integer >= 0');
     const ping = options.pingIntervalMs ?? 15_000;
     if (!Number.isFinite(ping) || ping < 10) throw new InvalidOptionError('WatchHub', 'pingIntervalMs', ping, 'a number of ms >= 10');
+    const frameMax = options.maxFrameBytes ?? 1024 * 1024;
+    if (!Number.isSafeInteger(frameMax) || frameMax < 1024) throw new InvalidOptionError('WatchHub', 'maxFrameBytes', frameMax, 'an integer >= 1024');
     this.#store = options.store;
     this.maxBufferedBytes = max;
+    this.maxFrameBytes = frameMax;
     // One timer for every stream, unref'd: pings never keep the process alive.
     this.#ping = setInterval(() => {
       for (const s of this.#subscribers) s.ping();
@@ -326,6 +383,8 @@ export class WatchHub {
     try {
       stream.open();
       stream.write(readyFrame(req.startRevision === undefined ? sent : current));
+      // A resume with nothing at or after its start in the store: current already; say so.
+      if (req.startRevision !== undefined && req.startRevision > current) stream.write(progressFrame(current));
       sub = new Subscriber(this, this.#store, { ...req, key }, stream, shared, sent, onEnd);
     } catch (err) {
       // A shared watch made for this subscriber alone must not outlive it.
