@@ -11,17 +11,28 @@
  * the list was last known to be current. An instance that died meanwhile is handled by the caller's
  * side: a refused connection is tried on another instance, and its breaker opens.
  *
+ * Cold start, fail static: with `cacheFile` (or `cacheDir`) the list is also kept on disk, written
+ * (temporary file, then rename: never half a file) at most once a second after it changes. A discovery
+ * started while the control plane cannot be reached serves that saved list instead of failing:
+ * `source` is `'cache-file'`, `stale` is true and `lastSyncedAt` is when the list was last known
+ * current. It lists again as soon as the control plane answers (not resuming from the saved revision:
+ * the store may have been replaced since), then watches as usual.
+ *
  * States:
  *
  * | from       | to         | when                                                         |
  * |------------|------------|--------------------------------------------------------------|
  * | listing    | watching   | the list was read (the first one before `discover` resolves) |
+ * | (start)    | cached     | the first list failed to reach the control plane; the saved list serves |
+ * | cached     | listing    | right away, retried with backoff until the control plane answers |
  * | watching   | live       | the watch stream is open (`connected` true)                  |
  * | live       | watching   | the stream broke (`connected` false, staleness grows)        |
  * | watching   | listing    | the watch's start revision was compacted                     |
  * | any        | closed     | `close()`                                                    |
  */
-import { BrokenCircuitError, ClientClosedError, ErrorCode, NoInstanceAvailableError, isSpoflessError } from '../errors/index.js';
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { BrokenCircuitError, ClientClosedError, ControlPlaneError, ErrorCode, InvalidOptionError, NoInstanceAvailableError, isSpoflessError } from '../errors/index.js';
 import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { BreakerGroup, type CircuitBreaker, type CircuitBreakerOptions } from '../resilience/index.js';
 import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balancer.js';
@@ -29,6 +40,22 @@ import { Listeners, type Disposable } from './listeners.js';
 import { connectionFailureCode, type Transport } from './http.js';
 import { instancesPrefix, type Instance, type KeyValue, type RangeResult, type WatchEvent } from './types.js';
 import { Watch, sleep } from './watch.js';
+
+/** How long after a change the list is written to the cache file (changes meanwhile share the write). */
+const SAVE_DELAY_MS = 1_000;
+const CACHE_FORMAT = 'spofless-discovery/1';
+
+/** Where the list being served came from. */
+export type DiscoverySource = 'control-plane' | 'cache-file';
+
+interface CacheSnapshot {
+  readonly format: typeof CACHE_FORMAT;
+  readonly service: string;
+  readonly revision: number;
+  /** `Date.now()` when the list was last known current. */
+  readonly savedAt: number;
+  readonly instances: readonly Instance[];
+}
 
 /** Statuses that take new traffic. */
 const ROUTABLE = new Set(['passing', 'warning']);
@@ -78,6 +105,13 @@ export interface DiscoverOptions {
   readonly backoff?: Backoff;
   /** See `WatchOptions.heartbeatTimeout`. */
   readonly heartbeatTimeout?: number;
+  /**
+   * Keep the list in this file too, and serve it when the control plane cannot be reached at start
+   * (fail static across restarts). Written atomically, at most once a second.
+   */
+  readonly cacheFile?: string;
+  /** As `cacheFile`, with the file `discovery-<service>.json` in this directory. */
+  readonly cacheDir?: string;
 }
 
 /** The per-instance breaker defaults: a few refused connections open it; it probes again after 1 s, then up to 30 s. */
@@ -120,6 +154,9 @@ export class Discovery {
   /** Date.now() of the last moment the list was known current. */
   #lastContact = 0;
   #loop: Promise<void> | undefined;
+  readonly #cacheFile: string | undefined;
+  #saveTimer: NodeJS.Timeout | undefined;
+  #source: DiscoverySource = 'control-plane';
 
   /** Internal: use `ControlPlaneClient.discover()`. */
   constructor(transport: Transport, service: string, options: DiscoverOptions = {}) {
@@ -134,6 +171,7 @@ export class Discovery {
     this.#maxAttempts = options.maxAttempts ?? 3;
     this.#backoff = options.backoff ?? fullJitterBackoff({ base: 250, cap: 10_000 });
     this.#heartbeat = options.heartbeatTimeout;
+    this.#cacheFile = cachePath(service, options);
     if (options.onChange !== undefined) this.#changes.subscribe(options.onChange);
     const signal = options.signal;
     if (signal !== undefined) {
@@ -144,10 +182,25 @@ export class Discovery {
 
   /** Internal: the first list, then the watch loop in the background. */
   async start(signal?: AbortSignal): Promise<this> {
-    const list = await this.#list(signal === undefined ? this.#life.signal : AbortSignal.any([signal, this.#life.signal]));
+    let list: { instances: Instance[]; revision: number };
+    try {
+      list = await this.#list(signal === undefined ? this.#life.signal : AbortSignal.any([signal, this.#life.signal]));
+    } catch (err) {
+      // Unreachable (not a refusal: a 4xx means the request itself is wrong): the saved list, if any.
+      const refused = err instanceof ControlPlaneError && err.status >= 400 && err.status < 500;
+      const saved = refused || signal?.aborted === true || this.#life.signal.aborted ? undefined : this.#readCache();
+      if (saved === undefined) throw err;
+      this.#replace(saved.instances, saved.revision, false);
+      this.#source = 'cache-file';
+      this.#connected = false;
+      this.#lastContact = saved.savedAt;
+      this.#loop = this.#run(true);
+      return this;
+    }
     this.#replace(list.instances, list.revision, false);
     this.#connected = true;
     this.#lastContact = Date.now();
+    this.#scheduleSave();
     this.#loop = this.#run();
     return this;
   }
@@ -175,6 +228,21 @@ export class Discovery {
   /** Milliseconds since the list was last known to be current: 0 while connected. */
   get staleness(): number {
     return this.#connected ? 0 : Math.max(0, Date.now() - this.#lastContact);
+  }
+
+  /** True while the list may be out of date: the watch is down, or the list came from the cache file. */
+  get stale(): boolean {
+    return !this.#connected;
+  }
+
+  /** `Date.now()` when the list was last known current (now, while connected); 0 if never. */
+  get lastSyncedAt(): number {
+    return this.#connected ? Date.now() : this.#lastContact;
+  }
+
+  /** Where the list came from: the control plane, or (until it answers) the cache file. */
+  get source(): DiscoverySource {
+    return this.#source;
   }
 
   /** The breaker of one instance (made on first use). */
@@ -237,6 +305,12 @@ export class Discovery {
 
   /** Stops watching. The list stays readable as it was; `request` rejects from now on. */
   close(): void {
+    if (this.#saveTimer !== undefined) {
+      // A change not yet written: write it now, so the next start has it.
+      clearTimeout(this.#saveTimer);
+      this.#saveTimer = undefined;
+      this.#save();
+    }
     this.#life.abort(new ClientClosedError(`discovery of ${this.service} was closed`));
     this.#watch?.close();
     this.#connected = false;
@@ -272,9 +346,11 @@ export class Discovery {
     return { instances, revision };
   }
 
-  async #run(): Promise<void> {
+  async #run(fromCache = false): Promise<void> {
     const life = this.#life.signal;
     let attempt = 0;
+    // Started from the cache file: list first (its revision may belong to a store replaced since).
+    if (fromCache && !(await this.#relist(0))) return;
     while (!life.aborted) {
       const watch = new Watch(this.#transport, instancesPrefix(this.service), {
         startRevision: this.#revision + 1,
@@ -296,7 +372,11 @@ export class Discovery {
               this.#apply(msg.events, msg.revision);
               break;
             case 'disconnected':
-              if (this.#connected) this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
+              if (this.#connected) {
+                this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
+                // The moment contact was lost is what a restart from the cache file should report.
+                this.#scheduleSave();
+              }
               this.#connected = false;
               break;
             case 'compacted':
@@ -313,20 +393,75 @@ export class Discovery {
       if (life.aborted) return;
       if (!compacted) return;
       // Re-list: the watch's history is gone; the list at a new revision replaces ours.
-      for (;;) {
-        try {
-          const list = await this.#list(life);
-          this.#replace(list.instances, list.revision, true);
-          this.#lastContact = Date.now();
-          attempt = 0;
-          break;
-        } catch {
-          if (life.aborted) return;
-          await sleep(this.#backoff.delay(attempt++, 0), life);
-          if (life.aborted) return;
-        }
+      if (!(await this.#relist(attempt))) return;
+      attempt = 0;
+    }
+  }
+
+  /** Lists until it succeeds (backoff between tries); false when closed first. */
+  async #relist(attempt: number): Promise<boolean> {
+    const life = this.#life.signal;
+    for (;;) {
+      try {
+        const list = await this.#list(life);
+        this.#replace(list.instances, list.revision, true);
+        this.#source = 'control-plane';
+        this.#lastContact = Date.now();
+        this.#scheduleSave();
+        return true;
+      } catch {
+        if (life.aborted) return false;
+        await sleep(this.#backoff.delay(attempt++, 0), life);
+        if (life.aborted) return false;
       }
     }
+  }
+
+  // ---- the cache file --------------------------------------------------------------------------
+
+  #scheduleSave(): void {
+    if (this.#cacheFile === undefined || this.#saveTimer !== undefined || this.#source !== 'control-plane' || this.#life.signal.aborted) return;
+    this.#saveTimer = setTimeout(() => {
+      this.#saveTimer = undefined;
+      this.#save();
+    }, SAVE_DELAY_MS);
+    this.#saveTimer.unref();
+  }
+
+  #save(): void {
+    const file = this.#cacheFile;
+    if (file === undefined || this.#source !== 'control-plane') return;
+    const snap: CacheSnapshot = { format: CACHE_FORMAT, service: this.service, revision: this.#revision, savedAt: this.lastSyncedAt, instances: this.#instances };
+    const tmp = `${file}.${process.pid}.tmp`;
+    try {
+      mkdirSync(dirname(file), { recursive: true });
+      // Write then rename: a crash mid-write never leaves half a file to start from.
+      writeFileSync(tmp, JSON.stringify(snap));
+      renameSync(tmp, file);
+    } catch {
+      // A cache that cannot be written only loses fail-static at the next start; serving goes on.
+    }
+  }
+
+  #readCache(): CacheSnapshot | undefined {
+    if (this.#cacheFile === undefined) return undefined;
+    let raw: Partial<CacheSnapshot>;
+    try {
+      raw = JSON.parse(readFileSync(this.#cacheFile, 'utf8')) as Partial<CacheSnapshot>;
+    } catch {
+      return undefined;
+    }
+    if (typeof raw !== 'object' || raw === null || raw.format !== CACHE_FORMAT || raw.service !== this.service || !Array.isArray(raw.instances)) return undefined;
+    const revision = Number(raw.revision);
+    const savedAt = Number(raw.savedAt);
+    if (!Number.isSafeInteger(revision) || revision < 0 || !Number.isFinite(savedAt)) return undefined;
+    const instances: Instance[] = [];
+    for (const x of raw.instances) {
+      const inst = checkInstance(x);
+      if (inst === undefined) return undefined;
+      instances.push(inst);
+    }
+    return { format: CACHE_FORMAT, service: this.service, revision, savedAt, instances };
   }
 
   #apply(events: readonly WatchEvent[], revision: number): void {
@@ -361,6 +496,7 @@ export class Discovery {
     this.#revision = Math.max(this.#revision, revision);
     if (added.length + removed.length + updated.length === 0) return;
     this.#rebuild();
+    this.#scheduleSave();
     this.#changes.emit({ added, removed, updated, instances: this.#instances, revision: this.#revision });
   }
 
@@ -414,10 +550,31 @@ function originOf(inst: Instance): string {
 
 function parseInstance(kv: KeyValue): Instance | undefined {
   try {
-    const v = JSON.parse(kv.value) as Instance;
-    if (typeof v !== 'object' || v === null || typeof v.id !== 'string' || typeof v.address !== 'string' || typeof v.port !== 'number') return undefined;
-    return { ...v, tags: v.tags ?? [], metadata: v.metadata ?? {}, status: v.status ?? 'passing' };
+    return checkInstance(JSON.parse(kv.value));
   } catch {
     return undefined;
   }
+}
+
+function checkInstance(x: unknown): Instance | undefined {
+  const v = x as Instance;
+  if (typeof v !== 'object' || v === null || typeof v.id !== 'string' || typeof v.address !== 'string' || typeof v.port !== 'number') return undefined;
+  return { ...v, tags: v.tags ?? [], metadata: v.metadata ?? {}, status: v.status ?? 'passing' };
+}
+
+/** The cache file of `service` from the options, validated. */
+function cachePath(service: string, options: DiscoverOptions): string | undefined {
+  const { cacheFile, cacheDir } = options;
+  if (cacheFile !== undefined && cacheDir !== undefined) {
+    throw new InvalidOptionError('discover', 'cacheDir', cacheDir, 'not both cacheFile and cacheDir: cacheFile names the file, cacheDir a directory for it');
+  }
+  if (cacheFile !== undefined) {
+    if (typeof cacheFile !== 'string' || cacheFile === '') throw new InvalidOptionError('discover', 'cacheFile', cacheFile, 'a file path');
+    return cacheFile;
+  }
+  if (cacheDir !== undefined) {
+    if (typeof cacheDir !== 'string' || cacheDir === '') throw new InvalidOptionError('discover', 'cacheDir', cacheDir, 'a directory path');
+    return join(cacheDir, `discovery-${encodeURIComponent(service)}.json`);
+  }
+  return undefined;
 }

@@ -14,7 +14,7 @@
  * ```
  */
 export { ControlPlaneClient, DEFAULT_URL, type ControlPlaneClientOptions, type CallOptions } from './client.js';
-export { Discovery, type DiscoverOptions, type DiscoveryChange } from './discovery.js';
+export { Discovery, type DiscoverOptions, type DiscoveryChange, type DiscoverySource } from './discovery.js';
 export {
   Registration,
   type InstanceRegistration,
