@@ -158,3 +158,17 @@ test('the leader\'s health checks mark a dead instance critical, with fenced wri
   assert.equal((JSON.parse(Buffer.from(i2.value).toString()) as { status: string }).status, 'passing', 'the stale checker\'s write never landed');
   assert.throws(() => l.fence(), NotLeaderError);
 });
+
+test('spofless up --election-ttl: checked where it enters (needs --store etcd://, whole seconds)', async () => {
+  const { run } = await import('../src/cli/run.js');
+  const err: string[] = [];
+  const io = { stdout: { write: () => true }, stderr: { write: (s: string) => err.push(s) }, env: {} };
+  assert.equal(await run(['up', '--election-ttl', '5'], io), 2);
+  assert.match(err.join(''), /--election-ttl needs --store etcd/);
+  err.length = 0;
+  assert.equal(await run(['up', '--store', 'etcd://127.0.0.1:1', '--election-ttl', '1.5'], io), 2);
+  assert.match(err.join(''), /--election-ttl must be a positive integer/);
+  err.length = 0;
+  assert.equal(await run(['up', '--store', 'etcd://127.0.0.1:1', '--election-ttl', '4000'], io), 2);
+  assert.match(err.join(''), /1 to 3600/);
+});

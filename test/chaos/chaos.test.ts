@@ -410,7 +410,7 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service
     const byCp = new Map<string, number>();
     for (const w of statusWrites) byCp.set(w.cp, (byCp.get(w.cp) ?? 0) + 1);
     t.diagnostic(`health-status writes by control plane: ${[...byCp].map(([k, v]) => `${k} ${v}`).join(', ')}; refused by a deposed leader's local deadline: ${refusedLocally}`);
-    assert.ok(statusWrites.length >= 10, `the flapping check made the leaders write (${statusWrites.length} writes)`);
+    assert.ok(statusWrites.length >= 5, `the flapping check made the leaders write (${statusWrites.length} writes)`);
     assert.ok(byCp.size >= 2, 'status writes came from more than one leader over the run');
     const wf = watchFaults();
 
