@@ -120,6 +120,28 @@ test('lease lost on the server: the leader is deposed, its fenced writes are ref
   assert.ok(a.log.some((c) => c.to === 'deposed' && typeof c.reason === 'string'));
 });
 
+test('a candidate whose lease is gone is deposed at its next renewal, then campaigns again with a new key', async (t) => {
+  const store = await openStore(t);
+  const time = new ManualTimers();
+  const a = elect(t, store, time, 'a');
+  const b = elect(t, store, time, 'b');
+  a.e.campaign();
+  await a.e.whenLeader();
+  b.e.campaign();
+  await until(() => (b.e.state as { token?: number }).token !== undefined, 'b to hold a key');
+  const first = b.e.state as { lease: string; token: number };
+  await store.revokeLease(first.lease);
+  time.advance(700); // b's renewal (every ttl/3) finds the lease gone
+  await until(() => b.log.some((c) => c.to === 'deposed'), 'b to be deposed');
+  time.advance(100); // retryDelay
+  await until(() => b.e.state.value === 'candidate' && (b.e.state as { token?: number }).token !== undefined && (b.e.state as { token: number }).token > first.token, 'b to campaign again');
+  assert.equal(a.e.state.value, 'leader', 'the leader is untouched');
+  assert.deepEqual(
+    b.log.map((c) => c.to),
+    ['candidate', 'candidate', 'deposed', 'candidate', 'candidate'],
+  );
+});
+
 test('the store refuses a fenced write once the leader key is gone, even before the leader noticed', async (t) => {
   const store = await openStore(t);
   const time = new ManualTimers();

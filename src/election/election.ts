@@ -277,7 +277,10 @@ export class Election {
     return s.value === 'leader' ? s.leadership : undefined;
   }
 
-  /** Called on every state change. */
+  /**
+   * Called on every state change, and when a candidate's key is in place (`candidate` → `candidate`,
+   * the state then carrying its lease and token).
+   */
   onChange(listener: (change: ElectionChange) => void): Disposable {
     this.#listeners = [...this.#listeners, listener];
     return { dispose: () => void (this.#listeners = this.#listeners.filter((l) => l !== listener)) };
