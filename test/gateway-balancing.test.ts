@@ -151,7 +151,7 @@ test('route table: host over any host, longest prefix on segment boundaries, the
       mk({ name: 'host', match: { host: 'b.example', pathPrefix: '/' } }),
     ]),
   );
-  const m = (host: string, path: string, headers: Record<string, string> = {}): string | undefined => table.match(host, path, headers)?.name;
+  const m = (host: string, path: string, headers: Record<string, string> = {}): string | undefined => table.match(host, path, { headers })?.name;
   assert.equal(m('a.example', '/x'), 'root');
   assert.equal(m('a.example', '/api'), 'api');
   assert.equal(m('a.example', '/api/users?x=1'), 'api');
@@ -167,5 +167,5 @@ test('route table: host over any host, longest prefix on segment boundaries, the
   assert.equal(readKey({ header: 'x-user', cookie: undefined }, { 'x-user': 'u1' }), 'u1');
   assert.equal(readKey({ header: undefined, cookie: 'sid' }, { cookie: 'sidx=1' }), undefined);
   const empty = new RouteTable(new Map());
-  assert.equal(empty.match('a', '/', {}), undefined);
+  assert.equal(empty.match('a', '/', { headers: {} }), undefined);
 });

@@ -307,7 +307,7 @@ class GatewayImpl implements Gateway, ProxyHost {
 
   #onRequest(req: IncomingMessage, res: ServerResponse): void {
     let path = req.url ?? '/';
-    let host = req.headers.host;
+    let host = hostHeader(req.rawHeaders);
     if (path.charCodeAt(0) !== 47 /* / */) {
       // Absolute form (a client that takes the gateway for a forward proxy): use its host and path.
       try {
@@ -319,7 +319,7 @@ class GatewayImpl implements Gateway, ProxyHost {
       }
     }
     const h = hostOf(host);
-    const route = this.#table.match(h, path, req.headers);
+    const route = this.#table.match(h, path, req);
     if (route === undefined) {
       this.noRoute++;
       writeError(res, 404, ErrorCode.GatewayNoRoute, `no route for host ${JSON.stringify(h)} and path ${JSON.stringify(path.split('?')[0])}`, this.closing, { host: h, path: path.split('?')[0] });
@@ -331,7 +331,7 @@ class GatewayImpl implements Gateway, ProxyHost {
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const path = req.url ?? '/';
     const h = hostOf(req.headers.host);
-    const route = this.#table.match(h, path, req.headers);
+    const route = this.#table.match(h, path, req);
     if (route === undefined || this.#state === 'closed') {
       this.noRoute++;
       rawError(socket, 404, ErrorCode.GatewayNoRoute, `no route for host ${JSON.stringify(h)} and path ${JSON.stringify(path.split('?')[0])}`);
@@ -500,6 +500,15 @@ class GatewayImpl implements Gateway, ProxyHost {
     this.#state = 'closed';
     this.#log('closed');
   }
+}
+
+/** The `Host` header from the raw list (without making node build `req.headers`). */
+function hostHeader(raw: readonly string[]): string | undefined {
+  for (let i = 0; i < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.length === 4 && (n === 'Host' || n === 'host' || n.toLowerCase() === 'host')) return raw[i + 1];
+  }
+  return undefined;
 }
 
 function finiteSeconds(ms: number): number {

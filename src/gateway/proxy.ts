@@ -68,7 +68,7 @@ const RESPONSE_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 't
 
 /** Names listed in a `Connection` header other than the usual tokens: also hop-by-hop for this message. */
 function connectionTokens(value: string | undefined): Set<string> | undefined {
-  if (value === undefined) return undefined;
+  if (value === undefined || value === 'keep-alive' || value === 'close' || value === 'Keep-Alive' || value === 'Upgrade') return undefined;
   let extra: Set<string> | undefined;
   for (const raw of value.split(',')) {
     const t = raw.trim().toLowerCase();
@@ -78,53 +78,77 @@ function connectionTokens(value: string | undefined): Set<string> | undefined {
 }
 
 /**
- * The upstream request's headers as a flat array: the client's minus hop-by-hop ones, with
- * `X-Forwarded-For/-Proto/-Host` and `Forwarded` set.
+ * What the one pass over the request's raw headers found besides the headers to send. Module-level
+ * scratch (the hot path is synchronous): reading `req.headers` would make node build a header object
+ * per request, which the gateway does not need.
  */
-export function upstreamHeaders(req: IncomingMessage): string[] {
+export const scan = { host: '', hasBody: false, forced: undefined as string | undefined };
+
+/** Lengths of the request headers the pass looks at by name (besides the hop-by-hop ones). */
+const SEEN_LENGTHS = new Set([...HOP_LENGTHS, 4 /* host */, 9 /* forwarded */, 14 /* content-length */, 15 /* x-forwarded-for */, 16 /* x-forwarded-host */, 17 /* x-forwarded-proto */]);
+
+/**
+ * The upstream request's headers as a flat array: the client's minus hop-by-hop ones, with
+ * `X-Forwarded-For/-Proto/-Host` and `Forwarded` set. Also fills {@link scan}: the host, whether a
+ * body follows, and the value of `forceHeader` (lower case).
+ */
+export function upstreamHeaders(req: IncomingMessage, forceHeader = ''): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
-  const extra = connectionTokens(req.headers.connection);
+  let extra: Set<string> | undefined;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (name.length === 10 && name.toLowerCase() === 'connection') extra = connectionTokens(raw[i + 1]);
+  }
   let xff: string | undefined;
   let fwd: string | undefined;
   let proto: string | undefined;
   let fhost: string | undefined;
+  let host = '';
+  let hasBody = false;
+  let forced: string | undefined;
+  const forceLen = forceHeader.length;
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const len = name.length;
-    if (HOP_LENGTHS.has(len) || len === 15 || len === 16 || len === 9 || extra !== undefined) {
+    if (SEEN_LENGTHS.has(len) || len === forceLen || extra !== undefined) {
       const lower = name.toLowerCase();
+      if (lower === 'transfer-encoding') hasBody = true;
       // For a WebSocket handshake undici sets `connection` and `upgrade` itself (the `upgrade` option).
       if (HOP.has(lower)) continue;
       if (extra?.has(lower) === true) continue;
-      if (lower === 'x-forwarded-for') {
-        xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
+      const value = raw[i + 1]!;
+      if (lower === 'host') host = value;
+      else if (lower === 'content-length') hasBody ||= value !== '0';
+      else if (lower === forceHeader) forced ??= value;
+      else if (lower === 'x-forwarded-for') {
+        xff = xff === undefined ? value : `${xff}, ${value}`;
         continue;
-      }
-      // Set by a proxy in front (a TLS terminator): kept, as nginx's `$http_x_forwarded_proto` setups do.
-      if (lower === 'x-forwarded-proto') {
-        proto ??= raw[i + 1]!;
+      } else if (lower === 'x-forwarded-proto') {
+        // Set by a proxy in front (a TLS terminator): kept, as nginx's `$http_x_forwarded_proto` setups do.
+        proto ??= value;
         continue;
-      }
-      if (lower === 'x-forwarded-host') {
-        fhost ??= raw[i + 1]!;
+      } else if (lower === 'x-forwarded-host') {
+        fhost ??= value;
         continue;
-      }
-      if (lower === 'forwarded') {
-        fwd = fwd === undefined ? raw[i + 1]! : `${fwd}, ${raw[i + 1]!}`;
+      } else if (lower === 'forwarded') {
+        fwd = fwd === undefined ? value : `${fwd}, ${value}`;
         continue;
       }
     }
     out.push(name, raw[i + 1]!);
   }
   const ip = req.socket.remoteAddress ?? '';
-  const host = req.headers.host ?? '';
   out.push('x-forwarded-for', xff === undefined ? ip : `${xff}, ${ip}`);
   out.push('x-forwarded-proto', proto ?? 'http');
   if (fhost !== undefined || host !== '') out.push('x-forwarded-host', fhost ?? host);
   const forNode = ip.includes(':') ? `"[${ip}]"` : ip;
-  const own = host !== '' ? `for=${forNode};host="${host.replace(/["\\]/g, '')}";proto=http` : `for=${forNode};proto=http`;
+  const quoted = host.includes('"') || host.includes('\\') ? host.replace(/["\\]/g, '') : host;
+  const own = host !== '' ? `for=${forNode};host="${quoted}";proto=http` : `for=${forNode};proto=http`;
   out.push('forwarded', fwd === undefined ? own : `${fwd}, ${own}`);
+  scan.host = host;
+  scan.hasBody = hasBody;
+  scan.forced = forced;
   return out;
 }
 
@@ -256,6 +280,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   readonly #method: string;
   readonly #headers: string[];
   readonly #hasBody: boolean;
+  readonly #forced: string | undefined;
   readonly #started: number;
   #want: string | undefined;
   #hash = -1;
@@ -282,9 +307,9 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     this.#res = res;
     this.#method = req.method ?? 'GET';
     this.#path = route.stripPrefix ? stripped(path, route.prefixBare) : path;
-    this.#headers = upstreamHeaders(req);
-    const h = req.headers;
-    this.#hasBody = (h['content-length'] !== undefined && h['content-length'] !== '0') || h['transfer-encoding'] !== undefined;
+    this.#headers = upstreamHeaders(req, route.forceHeader);
+    this.#hasBody = scan.hasBody;
+    this.#forced = scan.forced;
     this.#started = performance.now();
   }
 
@@ -302,18 +327,17 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     // Traffic shifting: which version this request goes to.
-    const headers = this.#req.headers;
     this.#want = route.active;
-    const forced = headers[route.forceHeader];
-    if (typeof forced === 'string' && forced !== '') this.#want = forced;
+    const forced = this.#forced;
+    if (forced !== undefined && forced !== '') this.#want = forced;
     else if (route.canary !== undefined) {
       const c = route.canary;
-      const key = c.stickyOn !== undefined ? readKey(c.stickyOn, headers) : undefined;
+      const key = c.stickyOn !== undefined ? readKey(c.stickyOn, this.#req.headers) : undefined;
       const h = key !== undefined ? hash32(key) : (Math.random() * 4294967296) >>> 0;
       if (h % 10_000 < c.per10k) this.#want = c.version;
     }
     if (route.hashOn !== undefined) {
-      const key = readKey(route.hashOn, headers);
+      const key = readKey(route.hashOn, this.#req.headers);
       if (key !== undefined) this.#hash = hash32(key);
     }
     if (route.totalMs > 0) {

@@ -177,16 +177,20 @@ export class RouteTable {
     for (const h of hosts) this.#byHost.set(h, [...all.filter((r) => r.host === h).sort(order), ...this.#anyHost]);
   }
 
-  /** The route for a request, or `undefined`. `host` is lower case without the port. */
-  match(host: string, path: string, headers: IncomingHttpHeaders): CompiledRoute | undefined {
+  /**
+   * The route for a request, or `undefined`. `host` is lower case without the port. `headers` is asked
+   * for only when a candidate route has header conditions (node builds that object on first access).
+   */
+  match(host: string, path: string, req: { readonly headers: IncomingHttpHeaders }): CompiledRoute | undefined {
     const list = this.#byHost.get(host) ?? this.#anyHost;
     for (let i = 0; i < list.length; i++) {
       const r = list[i]!;
       if (!prefixMatches(r, path)) continue;
       let ok = true;
+      const headers = r.headers.length > 0 ? req.headers : undefined;
       for (let j = 0; j < r.headers.length; j++) {
         const [name, value] = r.headers[j]!;
-        if (headers[name] !== value) {
+        if (headers![name] !== value) {
           ok = false;
           break;
         }
