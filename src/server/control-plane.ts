@@ -12,6 +12,7 @@ import { InvalidOptionError, NotLeaderError, SpoflessError, ErrorCode } from '..
 import { SqliteStore, openEtcdStore, parseStoreUrl, type Store } from '../store/index.js';
 import { DEFAULT_BODY_LIMIT, buildApp } from './app.js';
 import { WatchHub, type WatchHubStats } from './watch-hub.js';
+import type { Election } from '../election/index.js';
 import { Replica, registerLeaderRoute, type LeaderStatus, type ReplicaElectionOptions } from './replica.js';
 
 /**
@@ -71,7 +72,7 @@ export interface ControlPlane {
   /** `undefined` when `healthChecks: false`. Runs only while this replica leads. */
   readonly healthChecker: HealthChecker | undefined;
   /** This replica's election; `undefined` for a single control plane (it always leads). */
-  readonly election: import('../election/index.js').Election | undefined;
+  readonly election: Election | undefined;
   /** Whether this replica leads now (always, for a single control plane). */
   readonly isLeader: boolean;
   /** What `GET /v1/leader` answers. */
