@@ -209,8 +209,12 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.enable_retries': 0,
 };
 
-/** gRPC status codes that say the member (or the link to it) failed, not the request. */
-const TRANSPORT_CODES = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN]);
+/**
+ * gRPC status codes that say the member (or the link to it) failed, not the request. CANCELLED is
+ * among them because we cancel only on the caller's abort (handled before this check): any other
+ * cancellation came from a member shutting down.
+ */
+const TRANSPORT_CODES = new Set<number>([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, grpc.status.INTERNAL, grpc.status.UNKNOWN, grpc.status.CANCELLED]);
 
 /** etcd answers meaning "this member cannot serve now" (no quorum, leader moving, overloaded). */
 const MEMBER_TROUBLE = /no leader|leader changed|request timed out|too many requests|not capable|server is stopping|raft/i;
