@@ -12,6 +12,7 @@
  */
 export { startControlPlane } from './control-plane.js';
 export type { ControlPlane, ControlPlaneOptions } from './control-plane.js';
+export type { LeaderStatus, ReplicaElectionOptions } from './replica.js';
 export { buildApp, DEFAULT_BODY_LIMIT } from './app.js';
 export type { AppOptions } from './app.js';
 export { WatchHub } from './watch-hub.js';
