@@ -132,7 +132,7 @@ export class Feed {
     try {
       listed = await Promise.all([this.list(ROUTES_PREFIX, first), this.list(CATALOG_INSTANCES_PREFIX, first)]);
     } catch (err) {
-      this.#o.log(`control plane unreachable at start (${(err as Error).message}); using the saved state`);
+      this.#o.log(`control plane unreachable at start (${(err as Error).message}); ${this.#o.stateDir !== undefined ? 'trying the saved state' : 'no state dir: waiting for it'}`);
     }
     if (listed !== undefined) {
       this.#replaceRoutes(listed[0].kvs, listed[0].revision);

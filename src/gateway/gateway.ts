@@ -458,9 +458,11 @@ class GatewayImpl implements Gateway, ProxyHost {
   }
 
   async #close(): Promise<void> {
+    // A gateway that never had a configuration was never ready: nobody sends it traffic to drain.
+    const grace = this.#hasConfig ? this.#graceMs : 0;
     this.#state = 'grace';
-    this.#log(`closing: readiness fails, serving ${this.#graceMs} ms more`);
-    await delay(this.#graceMs);
+    this.#log(`closing: readiness fails, serving ${grace} ms more`);
+    await delay(grace);
     this.#state = 'draining';
     this.closing = true;
     this.#server.close();
@@ -487,7 +489,7 @@ class GatewayImpl implements Gateway, ProxyHost {
   }
 
   async #shutdown(force: boolean): Promise<void> {
-    if (force) this.#log(`cutting ${this.inFlight} request(s) still in flight`);
+    if (force && this.inFlight > 0) this.#log(`cutting ${this.inFlight} request(s) still in flight`);
     this.#server.close();
     this.#server.closeAllConnections();
     for (const s of this.sockets) s.destroy();
