@@ -327,15 +327,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
       return;
     }
     // Traffic shifting: which version this request goes to.
-    this.#want = route.active;
-    const forced = this.#forced;
-    if (forced !== undefined && forced !== '') this.#want = forced;
-    else if (route.canary !== undefined) {
-      const c = route.canary;
-      const key = c.stickyOn !== undefined ? readKey(c.stickyOn, this.#req.headers) : undefined;
-      const h = key !== undefined ? hash32(key) : (Math.random() * 4294967296) >>> 0;
-      if (h % 10_000 < c.per10k) this.#want = c.version;
-    }
+    this.#want = chooseVersion(route, this.#forced, this.#req);
     if (route.hashOn !== undefined) {
       const key = readKey(route.hashOn, this.#req.headers);
       if (key !== undefined) this.#hash = hash32(key);
@@ -634,6 +626,22 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     }
     this.#reply(504, ErrorCode.GatewayUpstreamTimeout, `route ${this.#route.name}: no answer within ${this.#route.totalMs} ms`);
   }
+}
+
+/**
+ * The version (or color) a request goes to: the force header's, else the canary's for the share of
+ * users whose sticky key hashes under its weight (a request without the key draws at random), else the
+ * active one; `undefined`: any instance.
+ */
+export function chooseVersion(route: CompiledRoute, forced: string | undefined, req: IncomingMessage): string | undefined {
+  if (forced !== undefined && forced !== '') return forced;
+  const c = route.canary;
+  if (c !== undefined) {
+    const key = c.stickyOn !== undefined ? readKey(c.stickyOn, req.headers) : undefined;
+    const h = key !== undefined ? hash32(key) : (Math.random() * 4294967296) >>> 0;
+    if (h % 10_000 < c.per10k) return c.version;
+  }
+  return route.active;
 }
 
 function stripped(path: string, prefix: string): string {

@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ErrorCode } from '../errors/index.js';
 import { FAILED, SUCCEEDED, type CompiledRoute } from './table.js';
-import { admit, upstreamHeaders } from './proxy.js';
+import { admit, chooseVersion, scan, upstreamHeaders } from './proxy.js';
 import type { ServicePool, Upstream } from './upstreams.js';
 
 /** What an upgrade needs from the gateway. */
@@ -31,14 +31,15 @@ export function rawError(socket: Duplex, status: number, code: string, message: 
 export function proxyUpgrade(host: UpgradeHost, route: CompiledRoute, req: IncomingMessage, socket: Duplex, head: Buffer, path: string): void {
   const pool = host.pool(route.service);
   const tried: Upstream[] = [];
-  const headers = upstreamHeaders(req);
+  const headers = upstreamHeaders(req, route.forceHeader);
+  const want = chooseVersion(route, scan.forced, req);
   const upgrade = req.headers.upgrade ?? 'websocket';
   socket.on('error', () => socket.destroy());
   const attempt = (): void => {
     let u: Upstream | undefined;
     let outcome: ((v: number) => void) | undefined;
     for (;;) {
-      u = pool?.pick(route.balancer, route.active, -1, tried, Date.now());
+      u = pool?.pick(route.balancer, want, -1, tried, Date.now());
       if (u === undefined) {
         rawError(socket, 503, ErrorCode.NoInstanceAvailable, `route ${route.name}: no instance of service ${JSON.stringify(route.service)} is available`);
         return;
