@@ -93,7 +93,7 @@ test('a watcher resuming at the store head gets progress right after ready; one 
   assert.equal(p.id, undefined, 'progress is not an event: no id');
 
   // Resumes from before /p/a: replays it, reaches the shared watch, and is told it is current.
-  const old = await sse(url, '/v1/watch?prefix=/p/', { 'last-event-id': String(a.body.revision - 1) });
+  const old = await sse(url, '/v1/watch?prefix=/p/', { 'last-event-id': String((a.body.revision as number) - 1) });
   t.after(() => old.close());
   await old.waitFor((m) => m.event === 'progress', 'progress after the replay');
   assert.deepEqual(
