@@ -11,6 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
@@ -185,4 +186,29 @@ test('the CLI takes several URLs and uses the next when the first refuses', asyn
   assert.equal(out.join(''), 'v\n');
   assert.equal(await run(['kv', 'put', '/cli/k2', 'w', '--url', urls.join(',')], io), 0, err.join(''));
   assert.equal((await writer.get('/cli/k2'))?.value, 'w');
+});
+
+test('panic, fail static: when the list empties, calls go to the last instances that were routable', async (t) => {
+  const { b } = await setup(t);
+  const server = createServer((_req, res) => res.end('ok'));
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => server.close(() => r())));
+  const port = (server.address() as { port: number }).port;
+  const client = new ControlPlaneClient({ url: b.url });
+  t.after(() => client.close());
+  await client.registerInstance('panic', 'p1', { address: '127.0.0.1', port, ttl: 30 });
+  const d = await client.discover('panic');
+  assert.equal(await (await d.request('/')).text(), 'ok');
+  // Its lease ends (as when every lease expired while the control planes were away): the list empties.
+  await client.deregisterInstance('panic', 'p1');
+  await until(() => d.instances.length === 0, 'the list to empty');
+  assert.deepEqual(d.healthy, [], 'healthy says the truth');
+  assert.equal(await (await d.request('/')).text(), 'ok', 'the call still goes to the last routable instance');
+  // A new instance replaces the old list.
+  const other = createServer((_req, res) => res.end('new'));
+  await new Promise<void>((r) => other.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise<void>((r) => other.close(() => r())));
+  await client.registerInstance('panic', 'p2', { address: '127.0.0.1', port: (other.address() as { port: number }).port, ttl: 30 });
+  await until(() => d.healthy.length === 1, 'p2 to be listed');
+  assert.equal(await (await d.request('/')).text(), 'new');
 });

@@ -11,6 +11,12 @@
  * the list was last known to be current. An instance that died meanwhile is handled by the caller's
  * side: a refused connection is tried on another instance, and its breaker opens.
  *
+ * Panic, fail static: when no instance is routable any more (every lease expired while the control
+ * planes were away and the watch now replays those deletions before the registrations come back, or
+ * every instance failed its checks), calls go to the last non-empty routable list rather than nowhere,
+ * as Envoy's panic mode does: a live instance answers, a dead one refuses and the call moves on.
+ * `healthy` still says the truth.
+ *
  * Cold start, fail static: with `cacheFile` (or `cacheDir`) the list is also kept on disk, written
  * (temporary file, then rename: never half a file) at most once a second after it changes. A discovery
  * started while the control plane cannot be reached serves that saved list instead of failing:
@@ -147,6 +153,8 @@ export class Discovery {
   #byId = new Map<string, Endpoint>();
   /** Routable endpoints, replaced (never mutated) on every change. */
   #routable: readonly Endpoint[] = [];
+  /** The last non-empty `#routable`: where calls go while nothing is routable (see "Panic" above). */
+  #lastRoutable: readonly Endpoint[] = [];
   #instances: readonly Instance[] = [];
   #revision = 0;
   #watch: Watch | undefined;
@@ -278,8 +286,9 @@ export class Discovery {
     let tried: Set<string> | undefined;
     let attempts = 0;
     let lastError: unknown;
+    const pool = this.#routable.length > 0 ? this.#routable : this.#lastRoutable;
     for (;;) {
-      const ep = this.#balancer.pick(this.#routable, tried);
+      const ep = this.#balancer.pick(pool, tried);
       if (ep === undefined) break;
       (tried ??= new Set()).add(ep.id);
       ep.inFlight++;
@@ -535,6 +544,7 @@ export class Discovery {
     const all = [...this.#byId.values()];
     this.#instances = all.map((e) => e.instance);
     this.#routable = all.filter((e) => ROUTABLE.has(e.instance.status));
+    if (this.#routable.length > 0) this.#lastRoutable = this.#routable;
   }
 }
 

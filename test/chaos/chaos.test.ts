@@ -12,7 +12,8 @@
  * 2. SIGKILL the leader control plane (restarted afterwards on its port);
  * 3. SIGSTOP the leader control plane for the election TTL + 2 s, then SIGCONT: the other one leads,
  *    and the resumed one must not act as leader;
- * 4. SIGKILL a service replica.
+ * 4. SIGKILL a service replica;
+ * 5. SIGSTOP every control plane for longer than the services' lease TTL, then SIGCONT (fail static).
  *
  * After each: no acknowledged write lost; the watcher's revisions continuous (every revision from its
  * start seen, no event twice); the catalog converged to the truth (exactly the live replicas, passing);
@@ -288,13 +289,28 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service
       return JSON.stringify(got) === JSON.stringify(want) && instances.every((i) => i.status === 'passing');
     };
 
+    /** The leader now, waiting for one if a leadership change is under way. */
+    const waitLeader = async (): Promise<Cp> => {
+      let found: Cp | undefined;
+      await until(async () => (found = await leader(liveCps())) !== undefined, 10_000, 'a leader');
+      return found!;
+    };
     const results: PhaseResult[] = [];
-    const phase = async (fault: string, inject: () => Promise<void>, recovered: () => Promise<boolean>, after: () => Promise<void>, live: () => readonly Replica[]): Promise<void> => {
+    const phase = async (
+      fault: string,
+      inject: () => Promise<void>,
+      recovered: () => Promise<boolean>,
+      after: () => Promise<void>,
+      live: () => readonly Replica[],
+      /** Measure recovery from the end of `inject` (a fault that lasts a set time and ends there). */
+      fromEnd = false,
+    ): Promise<void> => {
       const r0 = requests;
       const f0 = requestsFailed;
       const w0 = writesFailed;
-      const t0 = Date.now();
+      let t0 = Date.now();
       await inject();
+      if (fromEnd) t0 = Date.now();
       await until(
         async () => {
           // A write issued after the fault acknowledged and seen by the watcher, a leader, and the fault's own condition.
@@ -337,7 +353,7 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service
     );
 
     // ---------------------------------------------------------------- 2. SIGKILL the leader control plane
-    const killed = (await leader(cps))!;
+    const killed = await waitLeader();
     const survivor = cps.find((c) => c !== killed)!;
     await phase(
       'SIGKILL the leader control plane',
@@ -353,7 +369,7 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service
     );
 
     // ---------------------------------------------------------------- 3. SIGSTOP the leader control plane
-    const stopped = (await leader(cps))!;
+    const stopped = await waitLeader();
     const other = cps.find((c) => c !== stopped)!;
     const pauseMs = ELECTION_TTL_S * 1000 + 2_000;
     let stoppedAt = 0;
@@ -388,6 +404,31 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service
       () => Promise.resolve(),
       () => liveReplicas,
     );
+
+    // ---------------------------------------------------------------- 5. the whole control plane down
+    // Every control plane stopped for longer than the services' lease TTL: calls between services go
+    // on over the SDK's last instance list (fail static); afterwards the registrations find their
+    // leases expired, register again, and the catalog converges.
+    const downMs = SERVICE_TTL_S * 1000 + 2_000;
+    let sawStale = 0;
+    await phase(
+      `every control plane stopped ${downMs / 1000} s (fail static)`,
+      async () => {
+        for (const cp of cps) cp.proc.signal('SIGSTOP');
+        const end = Date.now() + downMs;
+        while (Date.now() < end) {
+          if (!discovery.connected) sawStale = Math.max(sawStale, discovery.staleness);
+          await sleep(100);
+        }
+        for (const cp of cps) cp.proc.signal('SIGCONT');
+      },
+      () => Promise.resolve(discovery.connected),
+      () => Promise.resolve(),
+      () => liveReplicas,
+      true,
+    );
+    t.diagnostic(`while every control plane was stopped the client's list was up to ${sawStale} ms stale and it kept calling the replicas`);
+    assert.ok(sawStale > 0, 'the discovery noticed that its control planes were gone');
 
     running = false;
     await Promise.all([requestLoop, writeLoop]);
