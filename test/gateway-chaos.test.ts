@@ -179,6 +179,8 @@ test('gateway under load: replica SIGKILL and SIGTERM, gateway SIGTERM, control 
   assert.ok((st.config.stalenessMs ?? 0) > 0, `staleness ${st.config.stalenessMs}`);
   const metrics = await (await request(`${gws[1].adminUrl}/metrics`, { dispatcher: agent })).body.text();
   assert.match(metrics, /spofless_gateway_control_plane_connected 0/);
+  assert.ok(st.config.lastSyncAgeMs !== null && st.config.lastSyncAgeMs > 0);
+  assert.match(metrics, /spofless_gateway_config_last_sync_age_seconds \d+(\.\d+)?\n/);
   assert.match(metrics, /spofless_gateway_retries_total\{route="sample"\} [1-9]/, 'the SIGKILL phase retried');
 
   // 5. Restart the gateway with the control plane still down: it starts from its saved state.

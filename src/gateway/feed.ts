@@ -21,7 +21,7 @@
 import { mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Instance } from '../catalog/types.js';
-import type { ControlPlaneClient, KeyValue, RangeResult, WatchEvent } from '../client/index.js';
+import type { ControlPlaneClient, KeyValue, RangeResult, Watch, WatchEvent } from '../client/index.js';
 import { CATALOG_INSTANCES_PREFIX } from '../client/index.js';
 import { fullJitterBackoff } from '../resilience/index.js';
 import { ROUTES_PREFIX, routeNameOf } from '../routing/keys.js';
@@ -78,6 +78,7 @@ export class Feed {
   readonly #invalid = new Map<string, InvalidRoute>();
   readonly #instances = new Map<string, Instance>();
   readonly #live = { routes: false, instances: false };
+  readonly #watches: { routes?: Watch; instances?: Watch } = {};
   #lastContact = 0;
   #source: Source = 'none';
   #savedStateAt = 0;
@@ -110,7 +111,14 @@ export class Feed {
     return this.#lastContact === 0 ? Number.POSITIVE_INFINITY : Math.max(0, Date.now() - this.#lastContact);
   }
 
+  /**
+   * `Date.now()` of the last byte from the control plane on both watches (events or the heartbeat
+   * pings the server sends every few seconds), or of the last sync before they broke; 0: never.
+   */
   get lastContact(): number {
+    const r = this.#watches.routes;
+    const i = this.#watches.instances;
+    if (this.connected && r !== undefined && i !== undefined) return Math.max(this.#lastContact, Math.min(r.lastContact, i.lastContact));
     return this.#lastContact;
   }
 
@@ -214,6 +222,7 @@ export class Feed {
         backoff: fullJitterBackoff({ base: 250, cap: 5_000 }),
         ...(this.#o.heartbeatTimeout !== undefined ? { heartbeatTimeout: this.#o.heartbeatTimeout } : {}),
       });
+      this.#watches[which] = watch;
       let relist = false;
       try {
         for await (const msg of watch) {

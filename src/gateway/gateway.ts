@@ -115,6 +115,8 @@ export interface GatewayStatus {
     readonly connected: boolean;
     readonly stalenessMs: number | null;
     readonly lastContact: string | null;
+    /** ms since the last byte from the control plane (events or heartbeats), connected or not. */
+    readonly lastSyncAgeMs: number | null;
     readonly savedStateAt: string | null;
     readonly controlPlane: string;
     readonly revisions: { readonly routes: number; readonly instances: number };
@@ -375,6 +377,7 @@ class GatewayImpl implements Gateway, ProxyHost {
               inFlight: this.inFlight,
               noRoute: this.noRoute,
               stalenessSeconds: finiteSeconds(this.#feed.staleness),
+              lastSyncAgeSeconds: this.#feed.lastContact > 0 ? Math.max(0, Date.now() - this.#feed.lastContact) / 1000 : -1,
               connected: this.#feed.connected,
               invalidRoutes: this.#feed.snapshot.invalid.size,
               websockets: this.sockets.size,
@@ -428,6 +431,7 @@ class GatewayImpl implements Gateway, ProxyHost {
         connected: feed.connected,
         stalenessMs: Number.isFinite(staleness) ? staleness : null,
         lastContact: feed.lastContact > 0 ? new Date(feed.lastContact).toISOString() : null,
+        lastSyncAgeMs: feed.lastContact > 0 ? Math.max(0, now - feed.lastContact) : null,
         savedStateAt: feed.savedStateAt > 0 ? new Date(feed.savedStateAt).toISOString() : null,
         controlPlane: this.#client.url,
         revisions: feed.revisions,

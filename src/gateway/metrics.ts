@@ -45,7 +45,7 @@ function esc(v: string): string {
 export interface MetricsSource {
   readonly routes: Iterable<{ readonly stats: RouteStats; readonly breakerState: string }>;
   readonly upstreams: Iterable<Upstream>;
-  readonly gateway: { readonly inFlight: number; readonly noRoute: number; readonly stalenessSeconds: number; readonly connected: boolean; readonly invalidRoutes: number; readonly websockets: number };
+  readonly gateway: { readonly inFlight: number; readonly noRoute: number; readonly stalenessSeconds: number; readonly lastSyncAgeSeconds: number; readonly connected: boolean; readonly invalidRoutes: number; readonly websockets: number };
 }
 
 /** The Prometheus text format (version 0.0.4). */
@@ -112,6 +112,8 @@ export function renderMetrics(src: MetricsSource, now: number): string {
   out.push(`spofless_gateway_no_route_total ${g.noRoute}`);
   head('spofless_gateway_config_staleness_seconds', 'gauge', 'Seconds since the configuration was last known current (0 while the watch is live).');
   out.push(`spofless_gateway_config_staleness_seconds ${g.stalenessSeconds}`);
+  head('spofless_gateway_config_last_sync_age_seconds', 'gauge', 'Seconds since the last byte from the control plane (events or heartbeats), connected or not; -1: never.');
+  out.push(`spofless_gateway_config_last_sync_age_seconds ${g.lastSyncAgeSeconds}`);
   head('spofless_gateway_control_plane_connected', 'gauge', '1 while the watch streams are live.');
   out.push(`spofless_gateway_control_plane_connected ${g.connected ? 1 : 0}`);
   head('spofless_gateway_invalid_routes', 'gauge', 'Stored routes that failed validation and are ignored.');
