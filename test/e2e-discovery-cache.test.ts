@@ -1,8 +1,7 @@
 /**
  * The SDK's on-disk instance list (`discover(service, { cacheDir })`), with real processes on loopback:
  * a control plane started by the CLI and a replica of the sample service registered through the SDK.
- * The control plane is killed with SIGKILL, and a new SDK (a new client, as after a restart) starts
- * while it is down: it serves the saved list (stale, with the time it was last known current) and
+ * The control plane is killed with SIGKILL, and a new SDK process starts while it is down: it serves the saved list (stale, with the time it was last known current) and
  * calls reach the replica. When the control plane is back the list is listed again and is current.
  */
 import assert from 'node:assert/strict';
@@ -11,7 +10,9 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { ControlPlaneClient } from '../src/client/index.js';
 import { constantBackoff } from '../src/resilience/index.js';
-import { controlPlane, sampleService, tempDir, until } from './helpers/procs.js';
+import { Child, controlPlane, sampleService, tempDir, until } from './helpers/procs.js';
+
+const FIXTURE = 'test/fixtures/discover-cached.ts';
 
 test('an SDK started while the control plane is down serves the list saved on disk, says it is stale, and lists again when it is back', { timeout: 60_000 }, async (t) => {
   const dataDir = tempDir(t, 'e2e-discovery-cache');
@@ -41,30 +42,26 @@ test('an SDK started while the control plane is down serves the list saved on di
   const second = new ControlPlaneClient({ url: cp.url, timeout: 1_000 });
   t.after(() => second.close());
   await assert.rejects(second.discover('sample', { backoff: constantBackoff(100) }));
-  const d2 = await second.discover('sample', { cacheDir, backoff: constantBackoff(100) });
-  assert.equal(d2.source, 'cache-file');
-  assert.equal(d2.stale, true);
-  assert.equal(d2.connected, false);
-  assert.deepEqual(
-    d2.instances.map((i) => i.id),
-    ['r1'],
-  );
-  assert.ok(d2.lastSyncedAt > 0 && d2.lastSyncedAt <= syncedBefore, `lastSyncedAt ${d2.lastSyncedAt}`);
-  assert.ok(d2.staleness >= Date.now() - syncedBefore, `staleness ${d2.staleness} ms`);
+  // A new SDK process (nothing in memory) started while the control plane is down.
+  const sdk = new Child([FIXTURE], { SPOFLESS_URL: cp.url, SERVICE: 'sample', CACHE_DIR: cacheDir });
+  t.after(() => sdk.proc.kill('SIGKILL'));
+  const started = JSON.parse((await sdk.line(/^state (.*)$/, 20_000))[1]!) as { source: string; stale: boolean; connected: boolean; lastSyncedAt: number; ids: string[] };
+  assert.equal(started.source, 'cache-file');
+  assert.equal(started.stale, true);
+  assert.equal(started.connected, false);
+  assert.deepEqual(started.ids, ['r1']);
+  assert.ok(started.lastSyncedAt > 0 && started.lastSyncedAt <= syncedBefore, `lastSyncedAt ${started.lastSyncedAt}`);
   // Calls go to the replica from the saved list: the data plane does not need the control plane.
-  const res = await d2.request('/');
-  assert.equal(res.status, 200);
-  await res.arrayBuffer();
+  const answered = await sdk.line(/^call (.*)$/);
+  assert.match(answered[1]!, /^200 /);
 
   // The control plane comes back on the same port and data: the SDK lists again and is current.
   cp = await controlPlane(t, { dataDir, port: cp.port });
-  await until(() => d2.connected && d2.source === 'control-plane', 15_000, 'the discovery to list again and watch');
-  assert.equal(d2.stale, false);
-  assert.equal(d2.staleness, 0);
-  assert.deepEqual(
-    d2.instances.map((i) => i.id),
-    ['r1'],
-  );
+  const current = JSON.parse((await sdk.line(/^current (.*)$/, 20_000))[1]!) as typeof started;
+  assert.equal(current.source, 'control-plane');
+  assert.equal(current.stale, false);
+  assert.deepEqual(current.ids, ['r1']);
+  assert.equal((await sdk.exited).code, 0);
   replica.child.kill('SIGKILL');
 });
 
