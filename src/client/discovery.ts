@@ -303,9 +303,9 @@ export class Discovery {
     }
     const reason =
       this.#routable.length === 0
-        ? this.#byId.size === 0
-          ? 'the list is empty'
-          : `none of its ${this.#byId.size} instance(s) is passing`
+        ? `${this.#byId.size === 0 ? 'the list is empty' : `none of its ${this.#byId.size} instance(s) is passing`}${
+            lastError === undefined ? '' : `; the last routable instances failed too (${attempts} connection attempt(s))`
+          }`
         : lastError === undefined
           ? 'no instance left to try'
           : `every instance tried failed (${attempts} connection attempt(s))`;

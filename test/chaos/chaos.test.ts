@@ -123,7 +123,7 @@ async function leaderOf(cp: Cp): Promise<{ leader: boolean; state: string; curre
   }
 }
 
-test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP) and service replica faults: no write lost, no watch gap, catalog converges, fenced leader', { timeout: 200_000 }, async (t) => {
+test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP), service replica and whole control plane faults: no write lost, no watch gap, catalog converges, fenced leader, fail static', { timeout: 200_000 }, async (t) => {
   let etcd: EtcdCluster | undefined;
   const clients: ControlPlaneClient[] = [];
   const stops: Array<() => void> = [];
