@@ -24,8 +24,9 @@
  * with thousands of instances does not probe them all at once. Then checks start every `interval`
  * (never two at once: a check that outlasts the interval is followed at once by the next).
  *
- * `start()` and `stop()` may be called again and again: the next issue runs the checker only on the
- * elected leader.
+ * `start()` and `stop()` may be called again and again: control-plane replicas run the checker only
+ * on their elected leader (src/server/replica.ts), starting and stopping it as leadership moves, and
+ * pass the leader's `fence` so that a deposed leader's late status write is refused by the store.
  *
  * @example
  * ```ts
