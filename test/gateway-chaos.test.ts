@@ -68,7 +68,8 @@ test('gateway under load: replica SIGKILL and SIGTERM, gateway SIGTERM, control 
   };
   const gws = await Promise.all([startGw(0), startGw(1)]);
 
-  const agent = new Agent({ keepAliveTimeout: 2_000, connections: 16 });
+  // Bounded: a request the gateway never answered fails the test with a reason instead of hanging it.
+  const agent = new Agent({ keepAliveTimeout: 2_000, connections: 16, headersTimeout: 15_000, bodyTimeout: 15_000 });
   t.after(() => agent.destroy());
   const statusOf = async (adminUrl: string): Promise<GatewayStatus> => (await (await request(`${adminUrl}/status`, { dispatcher: agent })).body.json()) as GatewayStatus;
   for (const g of gws) {
