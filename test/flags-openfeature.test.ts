@@ -11,6 +11,8 @@ import { OFREPProvider } from '@openfeature/ofrep-provider';
 import { OpenFeature, ProviderEvents, type EvaluationDetails, type FlagValue, type JsonValue } from '@openfeature/server-sdk';
 import fc from 'fast-check';
 import { SpoflessProvider } from '../src/client/index.js';
+import { fullJitterBackoff } from '../src/resilience/index.js';
+import { startControlPlane } from '../src/server/index.js';
 import { call, startServer } from './server-helpers.js';
 
 const FLAGS = [
@@ -90,23 +92,35 @@ test('the OFREP provider (remote) and the spofless provider (local) return the s
   for (const client of [l, r]) assert.equal((await client.getStringDetails('banner', 'x', { plan: 'pro' })).reason, 'DISABLED');
 });
 
-test('the spofless provider is NOT_READY until its first sync, and reports PROVIDER_STALE from a bootstrap', async (t) => {
+test('the spofless provider: NOT_READY before its first sync, an error past initTimeout, READY once the control plane answers; PROVIDER_STALE from a bootstrap', async (t) => {
+  t.after(() => OpenFeature.close());
   const port = await closedPort();
-  const provider = new SpoflessProvider({ url: `http://127.0.0.1:${port}`, environment: 'prod' });
+  const provider = new SpoflessProvider({ url: `http://127.0.0.1:${port}`, environment: 'prod', initTimeout: 300, backoff: fullJitterBackoff({ base: 20, cap: 100 }) });
   const client = OpenFeature.getClient('not-ready');
-  // Not awaited: the control plane is unreachable and there is no bootstrap, so it never becomes ready.
-  void OpenFeature.setProviderAndWait('not-ready', provider).catch(() => undefined);
-  const d = await client.getBooleanDetails('anything', true, {});
-  assert.deepEqual([d.value, d.reason, d.errorCode], [true, 'ERROR', 'PROVIDER_NOT_READY']);
   assert.deepEqual(provider.flags.evaluate('anything', 1), { key: 'anything', value: 1, reason: 'NOT_READY', errorCode: 'PROVIDER_NOT_READY', errorMessage: 'the flag client has not synced yet: await ready()' });
+  await assert.rejects(OpenFeature.setProviderAndWait('not-ready', provider), /no flags within 300 ms/);
+  assert.equal(client.providerStatus, 'ERROR');
+  const d = await client.getBooleanDetails('anything', true, {});
+  assert.deepEqual([d.value, d.reason], [true, 'ERROR']);
+  // The control plane comes up: the provider syncs and says READY.
+  const readyAgain = new Promise<void>((resolve) => client.addHandler(ProviderEvents.Ready, () => resolve()));
+  const dataDir = mkdtempSync(join(tmpdir(), 'spofless-of-cp-'));
+  const cp = await startControlPlane({ port, logger: false, healthChecks: false, dataDir });
+  t.after(async () => {
+    await cp.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+  await call(cp.url, 'PUT', '/v1/flags/prod/flags/anything', { key: 'anything', type: 'boolean', enabled: true, variants: { on: true }, defaultVariant: 'on' });
+  await readyAgain;
+  assert.equal(client.providerStatus, 'READY');
+  assert.equal(await client.getBooleanValue('anything', false, {}), true);
   await OpenFeature.clearProviders();
-  provider.flags.close();
 
   const dir = mkdtempSync(join(tmpdir(), 'spofless-of-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const bootstrap = join(dir, 'boot.json');
   writeFileSync(bootstrap, JSON.stringify({ flags: { banner: { state: 'ENABLED', variants: { a: 'Welcome' }, defaultVariant: 'a' } } }));
-  const fromBoot = new SpoflessProvider({ url: `http://127.0.0.1:${port}`, environment: 'prod', bootstrap });
+  const fromBoot = new SpoflessProvider({ url: `http://127.0.0.1:${await closedPort()}`, environment: 'prod', bootstrap });
   const stale = new Promise<void>((resolve) => OpenFeature.getClient('boot').addHandler(ProviderEvents.Stale, () => resolve()));
   await OpenFeature.setProviderAndWait('boot', fromBoot);
   await stale;

@@ -7,6 +7,7 @@
  */
 import {
   ErrorCode as OFErrorCode,
+  GeneralError,
   OpenFeatureEventEmitter,
   ProviderEvents,
   type EvaluationContext as OFContext,
@@ -14,12 +15,23 @@ import {
   type Provider,
   type ResolutionDetails,
 } from '@openfeature/server-sdk';
+import { InvalidOptionError } from '../errors/index.js';
 import type { Evaluation, FlagType } from '../flags/types.js';
 import type { Disposable } from './listeners.js';
 import { FlagClient, type FlagClientOptions } from './flags.js';
 
-/** Options of {@link SpoflessProvider}: a `FlagClient` to use, or the options to start one with. */
-export type SpoflessProviderOptions = { readonly flags: FlagClient } | FlagClientOptions;
+/**
+ * Options of {@link SpoflessProvider}: a `FlagClient` to use, or the options to start one with; and
+ * `initTimeout`, how long `initialize` waits for the first sync (default 10 s). Past it the provider is
+ * in error (evaluations answer the caller's default) until the SDK syncs, which then emits
+ * `PROVIDER_READY`.
+ *
+ * @example
+ * ```ts
+ * const options: SpoflessProviderOptions = { environment: 'production', bootstrap: './flags.json', initTimeout: 3_000 };
+ * ```
+ */
+export type SpoflessProviderOptions = ({ readonly flags: FlagClient } | FlagClientOptions) & { readonly initTimeout?: number };
 
 const CODES: Readonly<Record<string, OFErrorCode>> = {
   PROVIDER_NOT_READY: OFErrorCode.PROVIDER_NOT_READY,
@@ -47,28 +59,48 @@ export class SpoflessProvider implements Provider {
   readonly events = new OpenFeatureEventEmitter();
   readonly flags: FlagClient;
   readonly #owns: boolean;
+  readonly #initTimeout: number;
   #subscriptions: Disposable[] = [];
+  /** Until initialize() settles the SDK sets the status itself (READY, or ERROR); events wait for it. */
+  #initialized = false;
 
   constructor(options: SpoflessProviderOptions = {}) {
-    if ('flags' in options && options.flags instanceof FlagClient) {
-      this.flags = options.flags;
+    const { initTimeout = 10_000, ...rest } = options;
+    if (typeof initTimeout !== 'number' || !(initTimeout > 0)) throw new InvalidOptionError('SpoflessProvider', 'initTimeout', initTimeout, 'a number of ms > 0');
+    this.#initTimeout = initTimeout;
+    if ('flags' in rest && rest.flags instanceof FlagClient) {
+      this.flags = rest.flags;
       this.#owns = false;
     } else {
-      this.flags = new FlagClient(options as FlagClientOptions);
+      this.flags = new FlagClient(rest as FlagClientOptions);
       this.#owns = true;
     }
   }
 
   /** Waits for the first sync (or a fail-static state); the OpenFeature SDK answers PROVIDER_NOT_READY until then. */
   async initialize(_context?: OFContext): Promise<void> {
-    await this.flags.ready();
+    // Subscribed first: a sync after a timed-out initialize must still say PROVIDER_READY.
     this.#subscriptions.push(
       this.flags.onChange((c) => this.events.emit(ProviderEvents.ConfigurationChanged, { flagsChanged: c.flags.filter((f) => !f.startsWith('segment:')) })),
       this.flags.onStateChange((state) => {
+        if (!this.#initialized) return;
         if (state === 'stale' || state === 'static') this.events.emit(ProviderEvents.Stale, { message: `spofless flags are ${state === 'stale' ? 'disconnected from the control plane' : `served from the ${this.flags.source}`}` });
         else if (state === 'live') this.events.emit(ProviderEvents.Ready);
       }),
     );
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      await Promise.race([
+        this.flags.ready(),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new GeneralError(`spofless: no flags within ${this.#initTimeout} ms (control plane unreachable and no saved or bootstrap state); still trying`)), this.#initTimeout);
+          timer.unref();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.#initialized = true;
+    }
     // The SDK marks the provider READY when initialize() resolves; a static start is stale, said right after.
     if (this.flags.state === 'static') {
       setImmediate(() => {
