@@ -225,9 +225,12 @@ export class FlagService {
     const limit = options.limit ?? 100;
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be an integer from 1 to 10000; got ${describe(limit)}`);
     const { kvs } = await this.#store.range(auditPrefix(env), options.signal ? { signal: options.signal } : {});
+    // Keys are ordered by the writer's clock; the revision is the true order (replicas' clocks may differ).
+    const matching = kvs.filter((kv) => options.key === undefined || text(kv.value).includes(`"key":${JSON.stringify(options.key)}`));
+    matching.sort((a, b) => b.modRevision - a.modRevision);
     const out: AuditRecord[] = [];
-    for (let i = kvs.length - 1; i >= 0 && out.length < limit; i--) {
-      const kv = kvs[i]!;
+    for (const kv of matching) {
+      if (out.length >= limit) break;
       const r = parseJson<Omit<AuditRecord, 'revision'>>(kv);
       if (r === null || (options.key !== undefined && r.key !== options.key)) continue;
       out.push({ ...r, revision: kv.modRevision });
