@@ -32,13 +32,12 @@
  * command when one is missing). Every process started is stopped at the end, also on error.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type * as ServerModule from '../src/server/index.js';
-import { cpuSeconds } from './coordinator/common.js';
 import { importSpofless, load, median, parseArgs, table, writeResults } from './harness.js';
 
 const args = parseArgs();
@@ -159,14 +158,25 @@ function runWrk(url: string, seconds: number): Promise<WrkResult> {
 
 interface Sample extends WrkResult {
   readonly cpuMsPer10k: number;
+  /** Of which in the kernel (stime): on loopback a write runs the receiver's TCP path too. */
+  readonly sysMsPer10k: number;
+}
+
+/** utime and stime of a process (all threads), seconds. */
+function cpuTimes(pid: number): { user: number; sys: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // USER_HZ is 100 on every Linux this runs on.
+  return { user: Number(fields[11]) / 100, sys: Number(fields[12]) / 100 };
 }
 
 async function sample(url: string, pid: number): Promise<Sample> {
   await runWrk(url, settings.warmupS);
-  const before = cpuSeconds(pid);
+  const before = cpuTimes(pid);
   const r = await runWrk(url, settings.durationS);
-  const cpu = cpuSeconds(pid) - before;
-  return { ...r, cpuMsPer10k: (cpu * 1000 * 10_000) / Math.max(1, r.requests) };
+  const after = cpuTimes(pid);
+  const per10k = (seconds: number): number => (seconds * 1000 * 10_000) / Math.max(1, r.requests);
+  return { ...r, cpuMsPer10k: per10k(after.user + after.sys - before.user - before.sys), sysMsPer10k: per10k(after.sys - before.sys) };
 }
 
 // ---- the route variants --------------------------------------------------------------------------
@@ -367,12 +377,14 @@ http {
     metrics[`p50_ms_${k}`] = Math.round(p50 * 1000) / 1000;
     metrics[`p99_ms_${k}`] = Math.round(p99 * 1000) / 1000;
     metrics[`cpu_ms_per_10k_${k}`] = Math.round(cpu * 10) / 10;
+    metrics[`cpu_sys_ms_per_10k_${k}`] = Math.round(median(xs.map((s) => s.sysMsPer10k)) * 10) / 10;
     metrics[`errors_${k}`] = errors;
     const cost = name.startsWith('spofless+') ? `${(((cpu - baseCpu) / baseCpu) * 100).toFixed(0)}%` : '';
     if (name.startsWith('spofless+')) metrics[`feature_cpu_cost_pct_${k.slice('spofless_'.length)}`] = Math.round(((cpu - baseCpu) / baseCpu) * 1000) / 10;
-    printed.push([name, rps.toFixed(0), p50.toFixed(2), p99.toFixed(2), cpu.toFixed(0), cost, String(errors), xs.map((s) => s.rps.toFixed(0)).join(' ')]);
+    const sys = median(xs.map((s) => s.sysMsPer10k));
+    printed.push([name, rps.toFixed(0), p50.toFixed(2), p99.toFixed(2), cpu.toFixed(0), sys.toFixed(0), cost, String(errors), xs.map((s) => s.rps.toFixed(0)).join(' ')]);
   }
-  console.log(`\n${table(['row', 'req/s', 'p50 ms', 'p99 ms', 'cpu ms/10k', 'cpu vs base', 'errors', 'req/s per round'], printed)}`);
+  console.log(`\n${table(['row', 'req/s', 'p50 ms', 'p99 ms', 'cpu ms/10k', 'of which sys', 'cpu vs base', 'errors', 'req/s per round'], printed)}`);
 
   if (ratios.reply.length > 0) {
     metrics.rps_ratio_vs_reply_from = Math.round(median(ratios.reply) * 1000) / 1000;
@@ -410,7 +422,9 @@ http {
         wrk: spawnSync(WRK, ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? '',
         replyFrom: '@fastify/reply-from 12',
       },
-      perRound: Object.fromEntries([...samples].map(([n, xs]) => [n, xs.map((s) => ({ rps: Math.round(s.rps), p99Ms: s.p99Ms, cpuMsPer10k: Math.round(s.cpuMsPer10k * 10) / 10, errors: s.errors }))])),
+      perRound: Object.fromEntries(
+        [...samples].map(([n, xs]) => [n, xs.map((s) => ({ rps: Math.round(s.rps), p99Ms: s.p99Ms, cpuMsPer10k: Math.round(s.cpuMsPer10k * 10) / 10, sysMsPer10k: Math.round(s.sysMsPer10k * 10) / 10, errors: s.errors }))]),
+      ),
     });
     console.log(`wrote ${file}`);
   }
