@@ -34,6 +34,8 @@ test('route and deploy usage errors exit 2 with one line; nothing is sent', asyn
     [['deploy', 'canary', 'web', 'v2', '-5'], "unknown option '-5'"],
     [['deploy', 'canary', 'web', 'v2', '10', '--sticky-header', 'a', '--sticky-cookie', 'b'], 'give at most one of --sticky-header and --sticky-cookie'],
     [['deploy', 'promote', 'web', '--bogus'], "unknown option '--bogus'"],
+    [['route', 'get', 'set', '--json', '--force'], "option '--force' does not apply to 'route get'"],
+    [['--url', 'http://127.0.0.1:9', 'route', 'set', 'web', '--json'], "option '--json' needs a value"],
   ];
   for (const [args, message] of cases) {
     // An unreachable URL: a usage error must come before any network call.

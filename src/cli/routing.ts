@@ -34,16 +34,8 @@ class RoutingUsageError extends Error {}
 
 /** True when `argv`'s command (its first positional) is `route` or `deploy`. */
 export function isRoutingCommand(argv: readonly string[]): boolean {
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
-    if (a === '--url') {
-      i++;
-      continue;
-    }
-    if (a.startsWith('-')) continue;
-    return a === 'route' || a === 'deploy';
-  }
-  return false;
+  const first = commandWords(argv)[0];
+  return first === 'route' || first === 'deploy';
 }
 
 type Spec = { readonly args: readonly string[]; readonly options: readonly string[] };
@@ -60,9 +52,23 @@ const SPECS: Readonly<Record<string, Spec>> = {
   'deploy promote': { args: ['route'], options: ['force'] },
 };
 
+/** Options that take a value, so that the command words can be found before parsing. */
+const VALUED = new Set(['--url', '--file', '--if-revision', '--sticky-header', '--sticky-cookie']);
+
+/** The first two positionals (`route set`), skipping options and their values. */
+function commandWords(argv: readonly string[]): string[] {
+  const words: string[] = [];
+  for (let i = 0; i < argv.length && words.length < 2; i++) {
+    const a = argv[i]!;
+    if (VALUED.has(a)) i++;
+    else if (!a.startsWith('-')) words.push(a);
+  }
+  return words;
+}
+
 function parse(argv: readonly string[]) {
   // `--json` is the route's JSON for `route set`, and "machine-readable output" everywhere else.
-  const set = argv.includes('set') && argv.includes('route');
+  const set = commandWords(argv).join(' ') === 'route set';
   try {
     return parseArgs({
       args: [...argv],
