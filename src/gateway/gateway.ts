@@ -279,7 +279,7 @@ class GatewayImpl implements Gateway, ProxyHost {
   #retire(key: string, u: Upstream): void {
     this.#upstreams.delete(key);
     this.#checks.remove(u);
-    u.pool.close().catch(() => undefined);
+    u.close().catch(() => undefined);
   }
 
   pool(service: string): ServicePool | undefined {
@@ -500,7 +500,7 @@ class GatewayImpl implements Gateway, ProxyHost {
     this.#checks.close();
     await this.#feed.close();
     this.#client.close();
-    await Promise.allSettled([...this.#upstreams.values()].map((u) => (force ? u.pool.destroy() : u.pool.close())));
+    await Promise.allSettled([...this.#upstreams.values()].map((u) => (force ? u.destroy() : u.close())));
     this.#admin.close();
     this.#admin.closeAllConnections();
     this.#state = 'closed';

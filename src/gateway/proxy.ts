@@ -24,6 +24,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ErrorCode } from '../errors/index.js';
+import type { H1Handler } from './h1.js';
 import type { CircuitBreaker } from '../resilience/index.js';
 import { FAILED, RETRY_CONNECT, RETRY_RESET, RETRY_TIMEOUT, SUCCEEDED, readKey, type CompiledRoute } from './table.js';
 import { hash32, type ServicePool, type Upstream } from './upstreams.js';
@@ -152,25 +153,29 @@ export function upstreamHeaders(req: IncomingMessage, forceHeader = ''): string[
   return out;
 }
 
-/** The client response's headers from undici's raw ones, hop-by-hop removed. */
-function responseHeaders(raw: Buffer[], closing: boolean): string[] {
+/** The client response's headers from the upstream's raw ones (undici's buffers or h1.ts's strings), hop-by-hop removed. */
+function responseHeaders(raw: readonly (Buffer | string)[], closing: boolean): string[] {
   const out: string[] = [];
   let extra: Set<string> | undefined;
   for (let i = 0; i < raw.length; i += 2) {
     const b = raw[i]!;
-    if (b.length === 10 && b.toString('latin1').toLowerCase() === 'connection') {
-      extra = connectionTokens(raw[i + 1]!.toString('latin1'));
+    if (b.length === 10 && latin1(b).toLowerCase() === 'connection') {
+      extra = connectionTokens(latin1(raw[i + 1]!));
       break;
     }
   }
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
+    const name = latin1(raw[i]!);
     const len = name.length;
     if ((HOP_LENGTHS.has(len) || extra !== undefined) && (RESPONSE_HOP.has(name.toLowerCase()) || extra?.has(name.toLowerCase()) === true)) continue;
-    out.push(name, raw[i + 1]!.toString('latin1'));
+    out.push(name, latin1(raw[i + 1]!));
   }
   if (closing) out.push('connection', 'close');
   return out;
+}
+
+function latin1(v: Buffer | string): string {
+  return typeof v === 'string' ? v : v.toString('latin1');
 }
 
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -270,8 +275,8 @@ class TotalTimeout extends Error {
   readonly code = 'SPOF_GATEWAY_DEADLINE';
 }
 
-/** One proxied request; also the undici handler of each of its tries. */
-export class ProxyCall implements Dispatcher.DispatchHandler {
+/** One proxied request; also the handler (undici's or h1.ts's) of each of its tries. */
+export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
   readonly #host: ProxyHost;
   readonly #route: CompiledRoute;
   readonly #req: IncomingMessage;
@@ -376,6 +381,12 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     const route = this.#route;
     let headersTimeout = route.perTryMs > 0 ? route.perTryMs : this.#host.headersTimeoutMs;
     if (this.#deadline > 0) headersTimeout = Math.max(1, Math.min(headersTimeout, Math.ceil(this.#deadline - performance.now())));
+    if (u.h1 !== undefined && !this.#hasBody) {
+      // The common case on the hand-written client (h1.ts); the request's parts were validated by
+      // node's parser on the way in, so nothing here can be refused up front.
+      u.h1.dispatch({ path: this.#path, method: this.#method, headers: this.#headers, headersTimeout, bodyTimeout: this.#host.bodyTimeoutMs }, this);
+      return;
+    }
     try {
       u.pool.dispatch(
         {
@@ -404,7 +415,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
     if (this.#done) abort();
   }
 
-  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+  onHeaders(status: number, rawHeaders: Buffer[] | string[], resume: () => void, statusText: string): boolean {
     if (this.#done) return false;
     if (status < 200) return true;
     const u = this.#upstream!;
@@ -442,6 +453,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onComplete(): void {
+    this.#abort = undefined;
     if (this.#done) return;
     if (this.#discarding) {
       this.#discarding = false;
@@ -453,6 +465,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler {
   }
 
   onError(err: Error): void {
+    this.#abort = undefined;
     if (this.#tryOutcome !== undefined) {
       const kind = this.#timedOut ? RETRY_TIMEOUT : failureKind(err);
       if (kind !== RETRY_TIMEOUT || !this.#timedOut) this.#upstream!.failures++;

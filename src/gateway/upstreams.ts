@@ -24,6 +24,7 @@
  * which here would mean an array per request.
  */
 import { Pool } from 'undici';
+import { H1Pool } from './h1.js';
 import type { Instance } from '../catalog/types.js';
 import { CircuitBreaker, type NormalizedBreakerOptions } from '../resilience/index.js';
 
@@ -55,6 +56,8 @@ export class Upstream {
   readonly key: string;
   readonly origin: string;
   readonly pool: Pool;
+  /** The hand-written HTTP/1.1 pool for bodiless requests to a plain-HTTP instance (undefined for https). */
+  readonly h1: H1Pool | undefined;
   readonly breaker: CircuitBreaker;
   instance: Instance;
   /** Status passing/warning. */
@@ -90,7 +93,22 @@ export class Upstream {
       keepAliveMaxTimeout: settings.idleTimeoutMs,
       connect: { timeout: settings.connectTimeoutMs },
     });
+    // Bodiless requests to a plain-HTTP instance take the hand-written client (h1.ts: measured faster).
+    this.h1 =
+      instance.metadata?.scheme === 'https'
+        ? undefined
+        : new H1Pool({ host: instance.address.replace(/^\[|\]$/g, ''), port: instance.port, connections: settings.connections, idleTimeoutMs: settings.idleTimeoutMs, connectTimeoutMs: settings.connectTimeoutMs });
     this.breaker = new CircuitBreaker(settings.breaker);
+  }
+
+  /** Stops taking requests; those in flight finish, then the connections close. */
+  close(): Promise<unknown> {
+    return Promise.all([this.pool.close(), this.h1?.close()]);
+  }
+
+  /** Closes every connection now. */
+  destroy(): Promise<unknown> {
+    return Promise.all([this.pool.destroy(), this.h1?.destroy()]);
   }
 
   /** Whether the catalog entry changed where it is reached (then the upstream is replaced). */
