@@ -1,0 +1,246 @@
+/**
+ * The hand-written HTTP/1.1 upstream client (h1.ts) against raw TCP servers that write exact bytes:
+ * framing (content-length, chunked split at every byte, read until close, HEAD, 1xx), keep-alive reuse
+ * and its limits, malformed answers refused with a code, timeouts, abort, backpressure, the
+ * connection limit and close().
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server, type Socket } from 'node:net';
+import { test, type TestContext } from 'node:test';
+import { H1Pool, type H1Handler, type H1Request } from './h1.js';
+
+interface Answer {
+  status: number;
+  statusText: string;
+  headers: string[];
+  body: string;
+}
+
+/** A raw server: `reply(request head, socket)` writes what it likes; counts connections. */
+async function rawServer(t: TestContext, reply: (head: string, socket: Socket) => void): Promise<{ port: number; connections: () => number; heads: string[] }> {
+  let connections = 0;
+  const heads: string[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((socket) => {
+    connections++;
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    let buf = '';
+    socket.on('data', (d) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) >= 0) {
+        const head = buf.slice(0, end);
+        buf = buf.slice(end + 4);
+        heads.push(head);
+        reply(head, socket);
+      }
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    server.close();
+  });
+  return { port: (server.address() as { port: number }).port, connections: () => connections, heads };
+}
+
+function pool(t: TestContext, port: number, over: Partial<{ connections: number; idleTimeoutMs: number; connectTimeoutMs: number }> = {}): H1Pool {
+  const p = new H1Pool({ host: '127.0.0.1', port, connections: 8, idleTimeoutMs: 2_000, connectTimeoutMs: 1_000, ...over });
+  t.after(() => p.destroy());
+  return p;
+}
+
+const REQ: H1Request = { method: 'GET', path: '/x', headers: ['host', 'example', 'x-a', '1'], headersTimeout: 2_000, bodyTimeout: 2_000 };
+
+/** One exchange; resolves with the answer or rejects with the error. */
+function exchange(p: H1Pool, req: H1Request = REQ, hooks: { onData?: (chunk: Buffer) => boolean; onConnect?: (abort: (err?: Error) => void) => void } = {}): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    let answer: Answer | undefined;
+    const chunks: Buffer[] = [];
+    const handler: H1Handler = {
+      onConnect: (abort) => hooks.onConnect?.(abort),
+      onHeaders: (status, headers, _resume, statusText) => {
+        answer = { status, statusText, headers, body: '' };
+        return true;
+      },
+      onData: (chunk) => {
+        chunks.push(Buffer.from(chunk));
+        return hooks.onData?.(chunk) ?? true;
+      },
+      onComplete: () => {
+        answer!.body = Buffer.concat(chunks).toString('latin1');
+        resolve(answer!);
+      },
+      onError: reject,
+    };
+    p.dispatch(req, handler);
+  });
+}
+
+test('content-length answer; keep-alive reuse of one socket; the request head as sent', async (t) => {
+  const s = await rawServer(t, (_h, sock) => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-B: two words \r\n\r\nhello'));
+  const p = pool(t, s.port);
+  const a = await exchange(p);
+  assert.deepEqual(a, { status: 200, statusText: 'OK', headers: ['Content-Length', '5', 'X-B', 'two words'], body: 'hello' });
+  await exchange(p);
+  await exchange(p);
+  assert.equal(s.connections(), 1, 'one socket reused');
+  assert.equal(s.heads[0], 'GET /x HTTP/1.1\r\nhost: example\r\nx-a: 1');
+  // Without a host header the upstream's address is sent.
+  await exchange(p, { ...REQ, headers: [] });
+  assert.equal(s.heads[3], `GET /x HTTP/1.1\r\nhost: 127.0.0.1:${s.port}`);
+});
+
+test('chunked answers, split at every byte, with extensions and trailers; the socket is reused after', async (t) => {
+  const wire = 'HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n1\r\n \r\nA\r\n0123456789\r\n0\r\nX-Trailer: t\r\n\r\n';
+  let split = 1;
+  const s = await rawServer(t, (_h, sock) => {
+    // Piece by piece, each in its own write a turn apart, so the client's reads see the splits.
+    sock.setNoDelay(true);
+    const pieces: string[] = [];
+    for (let i = 0; i < wire.length; i += split) pieces.push(wire.slice(i, i + split));
+    const next = (): void => {
+      const piece = pieces.shift();
+      if (piece === undefined || sock.destroyed) return;
+      sock.write(piece);
+      setTimeout(next, 0);
+    };
+    next();
+  });
+  const p = pool(t, s.port);
+  for (split = 1; split <= 7; split++) {
+    const a = await exchange(p);
+    assert.equal(a.status, 201);
+    assert.equal(a.body, 'hello 0123456789');
+  }
+  assert.equal(s.connections(), 1);
+});
+
+test('read-until-close answers, HEAD, 204, 1xx skipped, Connection: close not reused', async (t) => {
+  const s = await rawServer(t, (head, sock) => {
+    if (head.startsWith('HEAD')) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n');
+    else if (head.includes('/close')) sock.end('HTTP/1.1 200 OK\r\n\r\nuntil close');
+    else if (head.includes('/204')) sock.write('HTTP/1.1 204 No Content\r\n\r\n');
+    else if (head.includes('/1xx')) sock.write('HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok');
+    else sock.end('HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok');
+  });
+  const p = pool(t, s.port);
+  assert.equal((await exchange(p, { ...REQ, path: '/close' })).body, 'until close');
+  assert.equal((await exchange(p, { ...REQ, method: 'HEAD' })).body, '');
+  assert.equal((await exchange(p, { ...REQ, path: '/204' })).status, 204);
+  const hints = await exchange(p, { ...REQ, path: '/1xx' });
+  assert.deepEqual([hints.status, hints.body], [200, 'ok']);
+  // The first goes on the kept socket, which then closes; each later one needs a new socket.
+  const before = s.connections();
+  for (let i = 0; i < 3; i++) assert.equal((await exchange(p, { ...REQ, path: '/c' })).body, 'ok');
+  assert.equal(s.connections(), before + 2, 'Connection: close is not reused');
+});
+
+test('malformed answers are upstream failures with a code', async (t) => {
+  const bad: Record<string, string> = {
+    '/status': 'HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n',
+    '/proto': 'HTTX/1.1 200 OK\r\n\r\n',
+    '/cl': 'HTTP/1.1 200 OK\r\nContent-Length: 1e3\r\n\r\n',
+    '/cl2': 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd',
+    '/space': 'HTTP/1.1 200 OK\r\nX-A : 1\r\nContent-Length: 0\r\n\r\n',
+    '/fold': 'HTTP/1.1 200 OK\r\nX-A: 1\r\n  folded\r\nContent-Length: 0\r\n\r\n',
+    '/chunk': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+    '/long': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n',
+    '/101': 'HTTP/1.1 101 Switching Protocols\r\n\r\n',
+  };
+  const s = await rawServer(t, (head, sock) => sock.write(bad[head.split(' ')[1]!]!));
+  const p = pool(t, s.port);
+  for (const path of Object.keys(bad)) {
+    await assert.rejects(exchange(p, { ...REQ, path }), (err: Error & { code?: string }) => err.code === 'SPOF_ERR_GATEWAY_BAD_RESPONSE', path);
+  }
+  // A head larger than 64 KiB.
+  const big = await rawServer(t, (_h, sock) => sock.write(`HTTP/1.1 200 OK\r\nX-Big: ${'a'.repeat(70_000)}`));
+  await assert.rejects(exchange(pool(t, big.port)), (err: Error & { code?: string }) => err.code === 'SPOF_ERR_GATEWAY_BAD_RESPONSE');
+});
+
+test('failures: refused, reset before the answer, cut mid-body, headers timeout, body timeout', async (t) => {
+  const s = await rawServer(t, (head, sock) => {
+    if (head.includes('/reset')) sock.destroy();
+    else if (head.includes('/cut')) {
+      sock.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
+      setTimeout(() => sock.destroy(), 20);
+    } else if (head.includes('/stall')) sock.write('HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc');
+    // `/hang`: nothing.
+  });
+  const p = pool(t, s.port);
+  await assert.rejects(exchange(p, { ...REQ, path: '/reset' }), (err: Error & { code?: string }) => err.code === 'UND_ERR_SOCKET');
+  await assert.rejects(exchange(p, { ...REQ, path: '/cut' }), (err: Error & { code?: string }) => err.code === 'UND_ERR_SOCKET');
+  await assert.rejects(exchange(p, { ...REQ, path: '/hang', headersTimeout: 100 }), (err: Error & { code?: string }) => err.code === 'UND_ERR_HEADERS_TIMEOUT');
+  await assert.rejects(exchange(p, { ...REQ, path: '/stall', bodyTimeout: 100 }), (err: Error & { code?: string }) => err.code === 'UND_ERR_BODY_TIMEOUT');
+  // A port nobody listens on.
+  const dead = createServer();
+  await new Promise<void>((r) => dead.listen(0, '127.0.0.1', r));
+  const deadPort = (dead.address() as { port: number }).port;
+  await new Promise<void>((r) => dead.close(() => r()));
+  await assert.rejects(exchange(pool(t, deadPort)), (err: Error & { code?: string }) => err.code === 'ECONNREFUSED');
+});
+
+test('abort cancels once; an idle socket the upstream closes leaves the pool; the Keep-Alive hint shortens idle', async (t) => {
+  const s = await rawServer(t, (head, sock) => {
+    if (head.includes('/slow')) setTimeout(() => sock.writable && sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 200);
+    else if (head.includes('/bye')) {
+      sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      setTimeout(() => sock.end(), 20);
+    } else sock.write('HTTP/1.1 200 OK\r\nKeep-Alive: timeout=1\r\nContent-Length: 2\r\n\r\nok');
+  });
+  const p = pool(t, s.port);
+  let abort: ((err?: Error) => void) | undefined;
+  const pending = exchange(p, { ...REQ, path: '/slow' }, { onConnect: (a) => (abort = a) });
+  setTimeout(() => abort!(new Error('client gone')), 50);
+  await assert.rejects(pending, /client gone/);
+  abort!(new Error('again')); // a second abort does nothing
+
+  await exchange(p, { ...REQ, path: '/bye' });
+  await new Promise((r) => setTimeout(r, 100));
+  const n = s.connections();
+  await exchange(p); // not on the closed socket
+  assert.equal(s.connections(), n + 1);
+  // `Keep-Alive: timeout=1`: idle for at most 500 ms here (the hint minus a second, at least 500 ms).
+  await new Promise((r) => setTimeout(r, 700));
+  await exchange(p);
+  assert.equal(s.connections(), n + 2);
+});
+
+test('backpressure pauses the socket until resume; the connection limit queues; close() lets them finish', async (t) => {
+  const body = 'x'.repeat(1 << 20);
+  const s = await rawServer(t, (_h, sock) => sock.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`));
+  const p = pool(t, s.port, { connections: 2 });
+  // Backpressure: refuse every chunk, resume a little later.
+  let resume: (() => void) | undefined;
+  let paused = 0;
+  const got = await new Promise<number>((resolve, reject) => {
+    let n = 0;
+    p.dispatch(REQ, {
+      onConnect: () => undefined,
+      onHeaders: (_s, _h, r) => {
+        resume = r;
+        return true;
+      },
+      onData: (chunk) => {
+        n += chunk.length;
+        paused++;
+        setTimeout(() => resume!(), 1);
+        return false;
+      },
+      onComplete: () => resolve(n),
+      onError: reject,
+    });
+  });
+  assert.equal(got, body.length);
+  assert.ok(paused > 1);
+  // Five at once over two connections.
+  const all = await Promise.all([1, 2, 3, 4, 5].map(() => exchange(p)));
+  assert.ok(all.every((a) => a.body.length === body.length));
+  assert.ok(s.connections() <= 2, `at most 2 connections, saw ${s.connections()}`);
+  const inFlight = exchange(p);
+  await p.close();
+  assert.equal((await inFlight).body.length, body.length);
+  await assert.rejects(exchange(p), (err: Error & { code?: string }) => err.code === 'UND_ERR_CLOSED');
+});
