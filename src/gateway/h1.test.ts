@@ -91,6 +91,9 @@ test('content-length answer; keep-alive reuse of one socket; the request head as
   // Without a host header the upstream's address is sent.
   await exchange(p, { ...REQ, headers: [] });
   assert.equal(s.heads[3], `GET /x HTTP/1.1\r\nhost: 127.0.0.1:${s.port}`);
+  // A bodiless POST says `content-length: 0`, as undici does.
+  await exchange(p, { ...REQ, method: 'POST' });
+  assert.equal(s.heads[4], 'POST /x HTTP/1.1\r\nhost: example\r\nx-a: 1\r\ncontent-length: 0');
 });
 
 test('chunked answers, split at every byte, with extensions and trailers; the socket is reused after', async (t) => {

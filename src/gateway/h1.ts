@@ -189,12 +189,16 @@ class H1Conn {
     const h = req.headers;
     let head = `${req.method} ${req.path} HTTP/1.1\r\n`;
     let hasHost = false;
+    let hasLength = false;
     for (let i = 0; i < h.length; i += 2) {
       const name = h[i]!;
       if (name.length === 4 && name.toLowerCase() === 'host') hasHost = true;
+      else if (name.length === 14 && name.toLowerCase() === 'content-length') hasLength = true;
       head += `${name}: ${h[i + 1]!}\r\n`;
     }
     if (!hasHost) head += `host: ${this.#pool.hostHeader}\r\n`;
+    // As undici does: a bodiless POST/PUT/PATCH says so (some servers answer 411 otherwise).
+    if (!hasLength && (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH')) head += 'content-length: 0\r\n';
     this.#arm(req.headersTimeout, 'UND_ERR_HEADERS_TIMEOUT');
     this.#socket.write(`${head}\r\n`, 'latin1');
   }
