@@ -4,9 +4,10 @@
  * | error                                                  | status |
  * |--------------------------------------------------------|--------|
  * | validation (schema), `InvalidArgument`, `InvalidKey`, `FutureRevision`, bad JSON | 400 |
+ * | `FlagValidation`, `FlagUnsupported` (with `field`)     | 400    |
  * | forbidden origin or host                              | 403    |
- * | `KeyNotFound`, `LeaseNotFound`, `InstanceNotFound`, no such route | 404 |
- * | `CatalogConflict`                                     | 409    |
+ * | `KeyNotFound`, `LeaseNotFound`, `InstanceNotFound`, `FlagNotFound`, `RouteNotFound`, no such path | 404 |
+ * | `CatalogConflict`, `FlagConflict`, `SegmentInUse`, `RouteConflict`, `DeployRefused` | 409 |
  * | `Compacted` (with `compactRevision`)                  | 410    |
  * | `ValueTooLarge`, body over the limit                  | 413    |
  * | wrong content type                                    | 415    |
@@ -16,11 +17,19 @@
 import type { ErrorObject } from 'ajv';
 import {
   CompactedError,
+  DeployRefusedError,
   ErrorCode,
+  FlagConflictError,
+  FlagNotFoundError,
+  FlagUnsupportedError,
+  FlagValidationError,
   FutureRevisionError,
   HttpRequestError,
   KeyNotFoundError,
   LeaseNotFoundError,
+  RouteConflictError,
+  RouteNotFoundError,
+  SegmentInUseError,
   ValueTooLargeError,
   isSpoflessError,
 } from '../errors/index.js';
@@ -40,10 +49,19 @@ const STATUS_BY_CODE: Readonly<Record<string, number>> = {
   [ErrorCode.InvalidOption]: 400,
   [ErrorCode.StoreInvalidKey]: 400,
   [ErrorCode.StoreFutureRevision]: 400,
+  [ErrorCode.FlagInvalid]: 400,
+  [ErrorCode.FlagUnsupported]: 400,
   [ErrorCode.KeyNotFound]: 404,
   [ErrorCode.StoreLeaseNotFound]: 404,
   [ErrorCode.InstanceNotFound]: 404,
+  [ErrorCode.FlagNotFound]: 404,
+  [ErrorCode.RouteNotFound]: 404,
   [ErrorCode.CatalogConflict]: 409,
+  [ErrorCode.FlagConflict]: 409,
+  [ErrorCode.FlagSegmentInUse]: 409,
+  // 409 for a concurrent edit; routing-routes.ts answers 412 when the caller's own If-Match failed.
+  [ErrorCode.RouteConflict]: 409,
+  [ErrorCode.DeployRefused]: 409,
   [ErrorCode.StoreCompacted]: 410,
   [ErrorCode.StoreValueTooLarge]: 413,
   [ErrorCode.StoreClosed]: 503,
@@ -70,6 +88,13 @@ function extras(err: unknown): Record<string, unknown> {
   if (err instanceof KeyNotFoundError) return { key: err.key, revision: err.revision };
   if (err instanceof LeaseNotFoundError) return { lease: err.lease };
   if (err instanceof ValueTooLargeError) return { size: err.size, limit: err.limit };
+  if (err instanceof FlagValidationError || err instanceof FlagUnsupportedError) return { field: err.field };
+  if (err instanceof FlagNotFoundError) return { environment: err.environment, key: err.key };
+  if (err instanceof FlagConflictError) return { expectedRevision: err.expectedRevision, currentRevision: err.currentRevision };
+  if (err instanceof SegmentInUseError) return { flags: err.flags };
+  if (err instanceof RouteNotFoundError) return { route: err.route, revision: err.revision };
+  if (err instanceof RouteConflictError) return { route: err.route, expectedRevision: err.expectedRevision, currentRevision: err.currentRevision };
+  if (err instanceof DeployRefusedError) return { route: err.route };
   return {};
 }
 

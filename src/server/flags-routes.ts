@@ -13,15 +13,7 @@
  * once its change is visible there, so an evaluation right after a write sees it.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  FlagConflictError,
-  FlagNotFoundError,
-  FlagUnsupportedError,
-  FlagValidationError,
-  InvalidArgumentError,
-  SegmentInUseError,
-  describe,
-} from '../errors/index.js';
+import { InvalidArgumentError, describe } from '../errors/index.js';
 import { FlagService, NAME_PATTERN, StoreFlagSet, murmur3, type Evaluation, type EvaluationContext, type VariantValue } from '../flags/index.js';
 import type { Store } from '../store/index.js';
 import { toHttpError } from './errors.js';
@@ -44,18 +36,6 @@ const anyObject = { type: 'object' } as const;
 interface Params {
   env: string;
   key: string;
-}
-
-/** The status of each flag error; others go to the server's shared mapping. */
-function flagError(err: unknown): { status: number; body: { error: Record<string, unknown> } } | undefined {
-  if (err instanceof FlagValidationError) return { status: 400, body: { error: { code: err.code, message: err.message, field: err.field } } };
-  if (err instanceof FlagUnsupportedError) return { status: 400, body: { error: { code: err.code, message: err.message, field: err.field } } };
-  if (err instanceof FlagNotFoundError) return { status: 404, body: { error: { code: err.code, message: err.message, environment: err.environment, key: err.key } } };
-  if (err instanceof FlagConflictError) {
-    return { status: 409, body: { error: { code: err.code, message: err.message, expectedRevision: err.expectedRevision, currentRevision: err.currentRevision } } };
-  }
-  if (err instanceof SegmentInUseError) return { status: 409, body: { error: { code: err.code, message: err.message, flags: err.flags } } };
-  return undefined;
 }
 
 /** `If-Match: "12"` (or `12`, or `W/"12"`) → 12; `If-None-Match: *` → 0 (must not exist). */
@@ -146,9 +126,8 @@ export function registerFlagRoutes(app: FastifyInstance, { store }: { store: Sto
   void app.register((scope, _options, done) => {
     const bodyLimit = app.initialConfig.bodyLimit ?? 3 * 1024 * 1024;
     scope.setErrorHandler(async (err, req, reply) => {
-      const mine = flagError(err);
+      const answer = toHttpError(err, bodyLimit);
       if (req.url.startsWith('/ofrep/')) {
-        const answer = mine ?? toHttpError(err, bodyLimit);
         if (answer.status >= 500) {
           req.log.error({ err }, 'OFREP request failed');
           return reply.code(500).send({ errorDetails: 'internal error: see the control plane log' });
@@ -161,8 +140,6 @@ export function registerFlagRoutes(app: FastifyInstance, { store }: { store: Sto
         }
         return reply.code(answer.status).send(answer.body);
       }
-      if (mine !== undefined) return reply.code(mine.status).send(mine.body);
-      const answer = toHttpError(err, bodyLimit);
       if (answer.internal) req.log.error({ err }, 'request failed');
       return reply.code(answer.status).send(answer.body);
     });

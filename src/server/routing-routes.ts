@@ -19,13 +19,7 @@
  * nothing to act on.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import {
-  DeployRefusedError,
-  InvalidArgumentError,
-  RouteConflictError,
-  RouteNotFoundError,
-  describe,
-} from '../errors/index.js';
+import { InvalidArgumentError, RouteConflictError, describe } from '../errors/index.js';
 import {
   ROUTE_NAME_PATTERN,
   deleteRoute,
@@ -42,6 +36,7 @@ import {
   type HashKey,
 } from '../routing/index.js';
 import type { Store } from '../store/index.js';
+import { toHttpError } from './errors.js';
 
 export interface RoutingRoutesOptions {
   readonly store: Store;
@@ -75,19 +70,12 @@ function precondition(req: FastifyRequest): number | undefined {
   return 0;
 }
 
-/** The route errors as answers (the shared error handler does not know these codes). */
+/**
+ * A route conflict is 412 when the caller's own `If-Match`/`If-None-Match` did not hold; every other
+ * error (a concurrent edit's 409 included) goes to the shared mapping in errors.ts.
+ */
 function send(reply: FastifyReply, err: unknown, preconditioned: boolean): FastifyReply {
-  if (err instanceof RouteNotFoundError) {
-    return reply.code(404).send({ error: { code: err.code, message: err.message, route: err.route, revision: err.revision } });
-  }
-  if (err instanceof RouteConflictError) {
-    return reply.code(preconditioned ? 412 : 409).send({
-      error: { code: err.code, message: err.message, route: err.route, expectedRevision: err.expectedRevision, currentRevision: err.currentRevision },
-    });
-  }
-  if (err instanceof DeployRefusedError) {
-    return reply.code(409).send({ error: { code: err.code, message: err.message, route: err.route } });
-  }
+  if (preconditioned && err instanceof RouteConflictError) return reply.code(412).send(toHttpError(err, 0).body);
   throw err;
 }
 
@@ -120,13 +108,9 @@ export function registerRoutingRoutes(app: FastifyInstance, { store }: RoutingRo
   app.get('/v1/routes', async () => listRoutes(store));
 
   app.get<NameParams>('/v1/routes/:name', async (req, reply) => {
-    try {
-      const r = await getRoute(store, checkName(req.params.name));
-      void reply.header('etag', `"${r.revision}"`);
-      return r;
-    } catch (err) {
-      return send(reply, err, false);
-    }
+    const r = await getRoute(store, checkName(req.params.name));
+    void reply.header('etag', `"${r.revision}"`);
+    return r;
   });
 
   app.put<NameParams>('/v1/routes/:name', async (req, reply) => {
@@ -160,13 +144,7 @@ export function registerRoutingRoutes(app: FastifyInstance, { store }: RoutingRo
     }
   });
 
-  app.get<NameParams>('/v1/routes/:name/deploy', async (req, reply) => {
-    try {
-      return await deployStatus(store, checkName(req.params.name));
-    } catch (err) {
-      return send(reply, err, false);
-    }
-  });
+  app.get<NameParams>('/v1/routes/:name/deploy', async (req) => deployStatus(store, checkName(req.params.name)));
 
   const deploy = (
     step: string,
