@@ -10,6 +10,7 @@ import { DEFAULT_URL } from '../client/index.js';
 import { connectionFailureCode } from '../client/http.js';
 import { NAME_PATTERN } from '../flags/validate.js';
 import type { Flag } from '../flags/types.js';
+import { parseArgsMessage } from './args.js';
 import { age, cell, table } from './format.js';
 
 /** What the flags commands need of the CLI's io (a subset of `CliIo`). */
@@ -67,12 +68,7 @@ function parse(argv: readonly string[]) {
       },
     });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    const unknown = /Unknown option '([^']+)'/.exec(msg);
-    if (unknown !== null) throw new UsageError(`unknown option '${unknown[1]}'`);
-    const missing = /Option '([^']+)'.* argument missing/.exec(msg);
-    if (missing !== null) throw new UsageError(`option '${missing[1]!.replace(/^-\w, /, '').replace(/ <value>$/, '')}' needs a value`);
-    throw new UsageError(msg.split('\n')[0] ?? msg);
+    throw new UsageError(parseArgsMessage(err));
   }
 }
 

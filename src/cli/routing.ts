@@ -10,8 +10,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULT_URL } from '../client/index.js';
 import { Transport, normalizeUrls } from '../client/http.js';
-import { isSpoflessError } from '../errors/index.js';
 import { ROUTE_NAME_PATTERN, validateRoute, type HashKey, type Route } from '../routing/index.js';
+import { oneLine, parseArgsMessage } from './args.js';
 import { table } from './format.js';
 import type { CliIo } from './run.js';
 
@@ -86,12 +86,7 @@ function parse(argv: readonly string[]) {
       },
     });
   } catch (err) {
-    const msg = err instanceof Error ? err.message : String(err);
-    const unknown = /Unknown option '([^']+)'/.exec(msg);
-    if (unknown !== null) throw new RoutingUsageError(`unknown option '${unknown[1]}'`);
-    const missing = /Option '([^']+)'.* argument missing/.exec(msg);
-    if (missing !== null) throw new RoutingUsageError(`option '${missing[1]!.replace(/^-\w, /, '').replace(/ <value>$/, '')}' needs a value`);
-    throw new RoutingUsageError(msg.split('\n')[0] ?? msg);
+    throw new RoutingUsageError(parseArgsMessage(err));
   }
 }
 
@@ -104,11 +99,6 @@ function revisionArg(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   if (!/^\d{1,15}$/.test(v)) throw new RoutingUsageError(`--if-revision must be a revision (0: only create); got '${v}'`);
   return Number(v);
-}
-
-function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/\s*\n\s*/g, ' ').trim() || (isSpoflessError(err) ? err.code : 'unknown error');
 }
 
 interface Stored {

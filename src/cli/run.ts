@@ -9,8 +9,8 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { ControlPlaneClient, DEFAULT_URL } from '../client/index.js';
 import type { Instance, InstanceStatus, KeyValue, WatchEvent } from '../client/index.js';
-import { isSpoflessError } from '../errors/index.js';
 import type { StoreUrl } from '../store/index.js';
+import { oneLine, parseArgsMessage } from './args.js';
 import { age, cell, table } from './format.js';
 import { ROUTING_USAGE, isRoutingCommand, runRouting } from './routing.js';
 
@@ -169,19 +169,8 @@ function parse(argv: readonly string[]) {
       },
     });
   } catch (err) {
-    // parseArgs's messages are long and mention internals; keep the gist.
-    const msg = err instanceof Error ? err.message : String(err);
-    const unknown = /Unknown option '([^']+)'/.exec(msg);
-    if (unknown !== null) throw new UsageError(`unknown option '${unknown[1]}'`);
-    const missing = /Option '([^']+)'.* argument missing/.exec(msg);
-    if (missing !== null) throw new UsageError(`option '${missing[1]!.replace(/^-\w, /, '').replace(/ <value>$/, '')}' needs a value`);
-    throw new UsageError(msg.split('\n')[0] ?? msg);
+    throw new UsageError(parseArgsMessage(err));
   }
-}
-
-function oneLine(err: unknown): string {
-  const msg = err instanceof Error ? err.message : String(err);
-  return msg.replace(/\s*\n\s*/g, ' ').trim() || (isSpoflessError(err) ? err.code : 'unknown error');
 }
 
 function version(): string {
