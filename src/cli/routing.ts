@@ -24,8 +24,8 @@ export const ROUTING_USAGE = `  route ls                                        
   deploy switch <route> <color> [--force]          blue-green: send all traffic to <color>
   deploy rollback <route> [--force]                abandon the canary, or switch back to the previous color
   deploy canary <route> <version> <weight>         send <weight>% of users (0-100) to <version>,
-        [--sticky-header H|--sticky-cookie C]      sticky on a header or cookie
-        [--force]
+         [--sticky-header H|--sticky-cookie C]     sticky on a header or cookie
+         [--force]
   deploy promote <route> [--force]                 make the canary the active version
 `;
 

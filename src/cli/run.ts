@@ -27,7 +27,8 @@ const USAGE = `usage: spofless <command> [options]
 
 commands:
   up [--host H] [--port P] [--data DIR]            run a control plane (default 127.0.0.1:7400, ./.spofless)
-     [--store etcd://H:P,H:P,...[/NS]]             on an etcd cluster instead (members fail over; NS: key prefix)
+     [--store etcd://H:P,H:P,...[/NS]]             on an etcd cluster instead (members fail over;
+                                                   NS: key prefix)
      [--election-ttl S]                            with --store etcd: replicas elect a leader on a lease of S
                                                    seconds (default 10): a dead leader is replaced within S
      [--log-level L]                               request log on stderr: info (default; successful kv
@@ -42,8 +43,8 @@ commands:
   watch <prefix> [--revision N]                    print changes until Ctrl-C
   flags ls|get|set|rm|on|off|rollout|import|export|history ...
                                                    feature flags (see 'spofless flags --help')
-  gateway [--port P] [--admin-port P] [--zone Z]   run a gateway fed by the catalog (see 'spofless gateway --help')
-          [--state-dir DIR] [--grace MS]
+  gateway [--port P] [--admin-port P] [--zone Z]   run a gateway fed by the catalog (see
+          [--state-dir DIR] [--grace MS]           'spofless gateway --help')
 ${ROUTING_USAGE}
 options:
   --url URL[,URL...]   control plane (default $SPOFLESS_URL, else ${DEFAULT_URL})
