@@ -55,8 +55,11 @@ import { parseArgs, median, table, writeResults, load, importSpofless } from './
 import {
   type HeartbeatMode,
   cpuSeconds,
+  httpPut,
   monoMs,
+  percentile,
   rssMiB,
+  throughput,
   VALUE_PREFIX,
   type HeartbeatsIn,
   type HeartbeatsOut,
@@ -227,38 +230,6 @@ async function startControlPlaneProcess(dir: string): Promise<ControlPlane> {
 
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers.
-
-/** Operations completed by `concurrency` loops running `op` for about `ms`, and per second. */
-async function throughput(concurrency: number, ms: number, op: (worker: number, i: number) => Promise<void>): Promise<{ ops: number; perSecond: number }> {
-  let ops = 0;
-  const t0 = performance.now();
-  const end = t0 + ms;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      for (let i = 0; performance.now() < end; i++) {
-        await op(w, i);
-        ops++;
-      }
-    }),
-  );
-  return { ops, perSecond: ops / ((performance.now() - t0) / 1000) };
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-async function httpPut(pool: Pool, key: string, value: string): Promise<void> {
-  const res = await pool.request({
-    method: 'PUT',
-    path: '/v1/kv',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ key, value }),
-  });
-  const body = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`PUT /v1/kv ${key}: ${res.statusCode} ${body.slice(0, 300)}`);
-}
 
 const fmt = (v: number | undefined, digits = 0): string =>
   v === undefined || Number.isNaN(v) ? '-' : v === Infinity ? 'inf' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });

@@ -1,8 +1,11 @@
 /**
  * What bench/coordinator.bench.ts shares with its child processes (bench/coordinator/*.ts): the
- * messages on their IPC channels, a clock comparable across processes, and /proc readings.
+ * messages on their IPC channels, a clock comparable across processes, and /proc readings; and the
+ * measurement helpers it shares with bench/coordinator/etcd.ts.
  */
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { Pool } from 'undici';
 
 /** Milliseconds on CLOCK_MONOTONIC (process.hrtime): the same clock in every process on the machine. */
 export function monoMs(): number {
@@ -72,4 +75,38 @@ export function rssMiB(pid: number): { rss: number; peak: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (field: string): number => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
   return { rss: kb('VmRSS') / 1024, peak: kb('VmHWM') / 1024 };
+}
+
+/** Operations completed by `concurrency` loops running `op` for about `ms`, and per second. */
+export async function throughput(concurrency: number, ms: number, op: (worker: number, i: number) => Promise<void>): Promise<{ ops: number; perSecond: number }> {
+  let ops = 0;
+  const t0 = performance.now();
+  const end = t0 + ms;
+  await Promise.all(
+    Array.from({ length: concurrency }, async (_, w) => {
+      for (let i = 0; performance.now() < end; i++) {
+        await op(w, i);
+        ops++;
+      }
+    }),
+  );
+  return { ops, perSecond: ops / ((performance.now() - t0) / 1000) };
+}
+
+/** The `p`th percentile (nearest rank) of ascending `sorted`; NaN when it is empty. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
+}
+
+/** `PUT /v1/kv` on the control plane behind `pool`; throws unless it answers 200. */
+export async function httpPut(pool: Pool, key: string, value: string): Promise<void> {
+  const res = await pool.request({
+    method: 'PUT',
+    path: '/v1/kv',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, value }),
+  });
+  const body = await res.body.text();
+  if (res.statusCode !== 200) throw new Error(`PUT /v1/kv ${key}: ${res.statusCode} ${body.slice(0, 300)}`);
 }

@@ -21,14 +21,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Etcd3 } from 'etcd3';
 import { Pool } from 'undici';
 import type * as StoreModule from '../../src/store/index.js';
 import type { EtcdCluster } from '../../test/support/etcd.js';
 import { importSpofless, median, table, writeResults } from '../harness.js';
-import { cpuSeconds, monoMs, VALUE_PREFIX, type WatchersIn, type WatchersOut } from './common.js';
+import { cpuSeconds, httpPut, monoMs, percentile, throughput, VALUE_PREFIX, type WatchersIn, type WatchersOut } from './common.js';
 
 export interface EtcdEngineBenchInput {
   readonly etcd: EtcdCluster;
@@ -60,11 +59,6 @@ interface Settings {
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
 const fmt = (v: number | undefined, digits = 0): string =>
   v === undefined || Number.isNaN(v) ? '-' : v === Infinity ? 'inf' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 /** A child with an IPC channel; `next(type)` waits for its next message of that type. */
 class IpcChild<Out extends { type: string }> {
@@ -125,27 +119,6 @@ class IpcChild<Out extends { type: string }> {
     this.proc.kill('SIGKILL');
     await exited;
   }
-}
-
-async function throughput(concurrency: number, ms: number, op: (worker: number, i: number) => Promise<void>): Promise<{ ops: number; perSecond: number }> {
-  let ops = 0;
-  const t0 = performance.now();
-  const end = t0 + ms;
-  await Promise.all(
-    Array.from({ length: concurrency }, async (_, w) => {
-      for (let i = 0; performance.now() < end; i++) {
-        await op(w, i);
-        ops++;
-      }
-    }),
-  );
-  return { ops, perSecond: ops / ((performance.now() - t0) / 1000) };
-}
-
-async function httpPut(pool: Pool, key: string, value: string): Promise<void> {
-  const res = await pool.request({ method: 'PUT', path: '/v1/kv', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, value }) });
-  const body = await res.body.text();
-  if (res.statusCode !== 200) throw new Error(`PUT /v1/kv ${key}: ${res.statusCode} ${body.slice(0, 300)}`);
 }
 
 /** Runs the etcd engine's part; returns its metrics. */
