@@ -36,12 +36,13 @@
  * | watching   | listing    | the watch's start revision was compacted                     |
  * | any        | closed     | `close()`                                                    |
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { BrokenCircuitError, ClientClosedError, ControlPlaneError, ErrorCode, InvalidOptionError, NoInstanceAvailableError, isSpoflessError } from '../errors/index.js';
 import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { BreakerGroup, type CircuitBreaker, type CircuitBreakerOptions } from '../resilience/index.js';
 import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balancer.js';
+import { saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import { connectionFailureCode, type Transport } from './http.js';
 import { instancesPrefix, type Instance, type KeyValue, type RangeResult, type WatchEvent } from './types.js';
@@ -441,15 +442,7 @@ export class Discovery {
     const file = this.#cacheFile;
     if (file === undefined || this.#source !== 'control-plane') return;
     const snap: CacheSnapshot = { format: CACHE_FORMAT, service: this.service, revision: this.#revision, savedAt: this.lastSyncedAt, instances: this.#instances };
-    const tmp = `${file}.${process.pid}.tmp`;
-    try {
-      mkdirSync(dirname(file), { recursive: true });
-      // Write then rename: a crash mid-write never leaves half a file to start from.
-      writeFileSync(tmp, JSON.stringify(snap));
-      renameSync(tmp, file);
-    } catch {
-      // A cache that cannot be written only loses fail-static at the next start; serving goes on.
-    }
+    saveCacheFile(file, snap);
   }
 
   #readCache(): CacheSnapshot | undefined {

@@ -22,8 +22,7 @@
  * | stale       | live        | the stream is back (resumed from its revision, or re-listed)   |
  * | any         | closed      | `close()` or the `signal`                                      |
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { ClientClosedError, InvalidOptionError, describe } from '../errors/index.js';
 import { FlagSet } from '../flags/flag-set.js';
 import { fromFlagd } from '../flags/flagd.js';
@@ -32,6 +31,7 @@ import type { Evaluation, EvaluationContext, Flag, FlagType, JsonValue, Segment,
 import { checkName, validateFlag, validateSegment } from '../flags/validate.js';
 import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { ControlPlaneClient } from './client.js';
+import { saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import type { KeyValue } from './types.js';
 import { Watch, sleep } from './watch.js';
@@ -463,15 +463,7 @@ export class FlagClient {
       flags: this.#set.flags(),
       segments: this.#set.segments(),
     };
-    try {
-      mkdirSync(dirname(file), { recursive: true });
-      // Write then rename: a crash mid-write never leaves half a file to start from.
-      const tmp = `${file}.${process.pid}.tmp`;
-      writeFileSync(tmp, JSON.stringify(snap));
-      renameSync(tmp, file);
-    } catch {
-      // A cache that cannot be written only loses fail-static at the next start; serving goes on.
-    }
+    saveCacheFile(file, snap);
   }
 }
 
