@@ -152,6 +152,7 @@ test('malformed answers are upstream failures with a code', async (t) => {
     '/chunk': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
     '/long': 'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n0\r\n\r\n',
     '/101': 'HTTP/1.1 101 Switching Protocols\r\n\r\n',
+    '/both': 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n',
   };
   const s = await rawServer(t, (head, sock) => sock.write(bad[head.split(' ')[1]!]!));
   const p = pool(t, s.port);

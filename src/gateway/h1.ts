@@ -296,10 +296,14 @@ class H1Conn {
     this.#gotHead = true;
     this.#keepAliveMs = keepAliveMs;
     if (close) this.#reusable = false;
+    if ((chunked || otherCoding) && length >= 0) {
+      // Both framings (RFC 9112 §6.3): the classic request-smuggling shape; refused, as llhttp does.
+      this.#bad('both transfer-encoding and content-length');
+      return;
+    }
     const method = this.#req!.method;
     if (method === 'HEAD' || status === 204 || status === 304) this.#framing = F_NONE;
     else if (chunked && !otherCoding) {
-      if (length >= 0) this.#reusable = false; // both framings: chunked wins, the socket is not trusted after
       this.#framing = F_CHUNKED;
       this.#chunkState = C_SIZE;
       this.#line = '';
