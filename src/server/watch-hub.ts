@@ -115,9 +115,10 @@ export function framesOf(revision: number, events: readonly WatchEvent[], encodi
   const parts = events.map((e) => JSON.stringify(eventJson(e, encoding)));
   let chars = 0;
   for (const p of parts) chars += p.length + 1;
+  const joined = parts.join(',');
   // Fast path: clearly under the cap (a UTF-16 unit is at most 3 bytes of UTF-8).
-  if ((chars + 40) * 3 <= maxBytes || Buffer.byteLength(parts.join(',')) + 40 <= maxBytes) {
-    return eventsFrame(revision, `{"revision":${revision},"events":[${parts.join(',')}]}`);
+  if ((chars + 40) * 3 <= maxBytes || Buffer.byteLength(joined) + 40 <= maxBytes) {
+    return eventsFrame(revision, `{"revision":${revision},"events":[${joined}]}`);
   }
   let out = '';
   let frame: string[] = [];
