@@ -6,7 +6,7 @@
  * | validation (schema), `InvalidArgument`, `InvalidKey`, `FutureRevision`, bad JSON | 400 |
  * | `FlagValidation`, `FlagUnsupported` (with `field`)     | 400    |
  * | forbidden origin or host                              | 403    |
- * | `KeyNotFound`, `LeaseNotFound`, `InstanceNotFound`, `FlagNotFound`, `RouteNotFound`, no such path | 404 |
+ * | `KeyNotFound`, `LeaseNotFound`, `InstanceNotFound`, `FlagNotFound`, `RouteNotFound`, no such endpoint | 404 |
  * | `CatalogConflict`, `FlagConflict`, `SegmentInUse`, `RouteConflict`, `DeployRefused` | 409 |
  * | `Compacted` (with `compactRevision`)                  | 410    |
  * | `ValueTooLarge`, body over the limit                  | 413    |
