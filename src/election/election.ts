@@ -42,19 +42,15 @@
  * ```
  */
 import { hostname } from 'node:os';
+import { realTimers, type Clock, type Timers } from '../catalog/timers.js';
 import { AbortedError, InvalidOptionError, LeaseNotFoundError, NotLeaderError, StoreClosedError, isSpoflessError, ErrorCode } from '../errors/index.js';
 import { text, type CallOptions, type Compare, type KeyValue, type LeaseId, type Store, type TxnRequest, type TxnResult } from '../store/index.js';
 
-/** A monotonic clock in ms (the catalog's `ManualTimers` fits both this and {@link ElectionTimers}). */
-export interface ElectionClock {
-  now(): number;
-}
+/** A monotonic clock in ms: the health checker's (the catalog's `ManualTimers` fits it and {@link ElectionTimers}). */
+export type ElectionClock = Clock;
 
-/** One-shot timers; handles are opaque. */
-export interface ElectionTimers {
-  setTimeout(callback: () => void, ms: number): unknown;
-  clearTimeout(handle: unknown): void;
-}
+/** One-shot timers; handles are opaque. The health checker's, unref'd by default. */
+export type ElectionTimers = Timers;
 
 /** A minimal structured logger (pino's shape). */
 export interface ElectionLogger {
@@ -169,17 +165,6 @@ export interface Leadership {
 export const ELECTION_PREFIX = '/_spofless/election/';
 const OWNER = 'Election';
 const NAME_RE = /^[A-Za-z0-9._-]{1,64}$/;
-
-const realTimers: ElectionTimers = {
-  setTimeout(callback, ms) {
-    const t = setTimeout(callback, Math.min(2 ** 31 - 1, Math.max(0, ms)));
-    t.unref();
-    return t;
-  },
-  clearTimeout(handle) {
-    clearTimeout(handle as NodeJS.Timeout);
-  },
-};
 
 /** One lease and key: from the grant until the key is gone or given up. */
 interface Term {
