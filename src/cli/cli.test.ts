@@ -47,6 +47,19 @@ test('usage errors exit 2 with one line naming the problem', async () => {
   }
 });
 
+test('gateway usage errors exit 2 with one line pointing at the gateway help', async () => {
+  const cases: Array<[string[], string]> = [
+    [['gateway', '--port'], "option '--port' needs a value"],
+    [['gateway', '--bogus'], "unknown option '--bogus'"],
+    [['gateway', 'extra'], "unexpected argument 'extra'"],
+  ];
+  for (const [args, message] of cases) {
+    const r = await spofless(...args);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.stderr, `spofless: ${message} (see 'spofless gateway --help')\n`);
+  }
+});
+
 test('--help and --version print to stdout and exit 0; a bad --url is one line, exit 1', async () => {
   const help = await spofless('--help');
   assert.equal(help.code, 0);

@@ -7,6 +7,7 @@
  */
 import { parseArgs } from 'node:util';
 import { isSpoflessError } from '../errors/index.js';
+import { parseArgsMessage } from './args.js';
 import type { CliIo } from './run.js';
 
 export const GATEWAY_USAGE = `usage: spofless gateway [options]
@@ -41,6 +42,15 @@ const OPTIONS = {
 
 class Usage extends Error {}
 
+/** `parseArgs` with its errors as one usage line (exit 2). */
+function parseGatewayArgs(argv: readonly string[]) {
+  try {
+    return parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true });
+  } catch (err) {
+    throw new Usage(parseArgsMessage(err));
+  }
+}
+
 function port(name: string, v: string | undefined, def: number): number {
   if (v === undefined) return def;
   const n = Number(v);
@@ -65,7 +75,7 @@ function ms(name: string, v: string | undefined): number | undefined {
 export async function gatewayCommand(argv: readonly string[], io: CliIo): Promise<number> {
   let values: { [K in keyof typeof OPTIONS]?: (typeof OPTIONS)[K]['type'] extends 'boolean' ? boolean : string };
   try {
-    const parsed = parseArgs({ args: [...argv], options: OPTIONS, strict: true, allowPositionals: true });
+    const parsed = parseGatewayArgs(argv);
     if (parsed.positionals.length > 0) throw new Usage(`unexpected argument '${parsed.positionals[0]}'`);
     values = parsed.values;
     if (values.help === true) {
@@ -110,13 +120,6 @@ export async function gatewayCommand(argv: readonly string[], io: CliIo): Promis
       return 2;
     }
     const msg = err instanceof Error ? err.message : String(err);
-    const unknown = /Unknown option '([^']+)'/.exec(msg);
-    const missing = /Option '(?:-\w, )?(--[\w-]+)[^']*' argument missing/.exec(msg);
-    if (unknown !== null || missing !== null) {
-      const what = unknown !== null ? `unknown option '${unknown[1]}'` : `option '${missing![1]}' needs a value`;
-      io.stderr.write(`spofless: ${what} (see 'spofless gateway --help')\n`);
-      return 2;
-    }
     if (isSpoflessError(err) && err.code === 'SPOF_ERR_INVALID_OPTION') {
       io.stderr.write(`spofless: ${msg}\n`);
       return 2;
