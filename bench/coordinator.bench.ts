@@ -57,7 +57,9 @@ import {
   cpuSeconds,
   httpPut,
   monoMs,
+  fmt,
   percentile,
+  putRows,
   rssMiB,
   throughput,
   VALUE_PREFIX,
@@ -231,8 +233,6 @@ async function startControlPlaneProcess(dir: string): Promise<ControlPlane> {
 // ---------------------------------------------------------------------------------------------
 // Measurement helpers.
 
-const fmt = (v: number | undefined, digits = 0): string =>
-  v === undefined || Number.isNaN(v) ? '-' : v === Infinity ? 'inf' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 // ---------------------------------------------------------------------------------------------
 
@@ -308,13 +308,7 @@ async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: P
         acc.ops += r.ops;
       }
     }
-    const rows: string[][] = [];
-    for (const [name, xs] of samples) {
-      const { seconds, ops } = cpu.get(name)!;
-      metrics[name] = Math.round(median(xs));
-      metrics[`${name}_cpu_us_per_put`] = Math.round((1e6 * seconds) / ops);
-      rows.push([name, fmt(median(xs)), `${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}`, fmt(metrics[`${name}_cpu_us_per_put`])]);
-    }
+    const rows = putRows(samples, cpu, metrics);
     metrics[`spofless_puts_${c}_writes_per_commit`] = round3(batches.writes / batches.commits);
     metrics[`puts_${c}_ratio_vs_etcd`] = round3(metrics[`spofless_puts_${c}`]! / metrics[`etcd_puts_${c}`]!);
     metrics[`store_puts_${c}_ratio_vs_etcd`] = round3(metrics[`spofless_store_puts_${c}`]! / metrics[`etcd_puts_${c}`]!);

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { Pool } from 'undici';
+import { median } from '../harness.js';
 
 /** Milliseconds on CLOCK_MONOTONIC (process.hrtime): the same clock in every process on the machine. */
 export function monoMs(): number {
@@ -109,4 +110,27 @@ export async function httpPut(pool: Pool, key: string, value: string): Promise<v
   });
   const body = await res.body.text();
   if (res.statusCode !== 200) throw new Error(`PUT /v1/kv ${key}: ${res.statusCode} ${body.slice(0, 300)}`);
+}
+
+/** A number for a results table: grouped thousands, `-` for none, `inf`. */
+export const fmt = (v: number | undefined, digits = 0): string =>
+  v === undefined || Number.isNaN(v) ? '-' : v === Infinity ? 'inf' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+
+/**
+ * The put rounds of one concurrency as metrics (`<name>` = median puts/s, `<name>_cpu_us_per_put`) and
+ * table rows (name, median, range, CPU µs per put), one per system, in `samples`' order.
+ */
+export function putRows(
+  samples: ReadonlyMap<string, readonly number[]>,
+  cpu: ReadonlyMap<string, { readonly seconds: number; readonly ops: number }>,
+  metrics: Record<string, number>,
+): string[][] {
+  const rows: string[][] = [];
+  for (const [name, xs] of samples) {
+    const { seconds, ops } = cpu.get(name)!;
+    metrics[name] = Math.round(median(xs));
+    metrics[`${name}_cpu_us_per_put`] = Math.round((1e6 * seconds) / ops);
+    rows.push([name, fmt(median(xs)), `${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}`, fmt(metrics[`${name}_cpu_us_per_put`])]);
+  }
+  return rows;
 }

@@ -27,7 +27,7 @@ import { Pool } from 'undici';
 import type * as StoreModule from '../../src/store/index.js';
 import type { EtcdCluster } from '../../test/support/etcd.js';
 import { importSpofless, median, table, writeResults } from '../harness.js';
-import { cpuSeconds, httpPut, monoMs, percentile, throughput, VALUE_PREFIX, type WatchersIn, type WatchersOut } from './common.js';
+import { cpuSeconds, fmt, httpPut, monoMs, percentile, putRows, throughput, VALUE_PREFIX, type WatchersIn, type WatchersOut } from './common.js';
 
 export interface EtcdEngineBenchInput {
   readonly etcd: EtcdCluster;
@@ -57,8 +57,6 @@ interface Settings {
 }
 
 const round3 = (x: number): number => Math.round(x * 1000) / 1000;
-const fmt = (v: number | undefined, digits = 0): string =>
-  v === undefined || Number.isNaN(v) ? '-' : v === Infinity ? 'inf' : v.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
 /** A child with an IPC channel; `next(type)` waits for its next message of that type. */
 class IpcChild<Out extends { type: string }> {
@@ -183,13 +181,7 @@ export async function benchEtcdEngine(input: EtcdEngineBenchInput): Promise<Reco
         acc.ops += r.ops;
       }
     }
-    const rows: string[][] = [];
-    for (const [name, xs] of samples) {
-      const { seconds, ops } = cpu.get(name)!;
-      metrics[name] = Math.round(median(xs));
-      metrics[`${name}_cpu_us_per_put`] = Math.round((1e6 * seconds) / ops);
-      rows.push([name, fmt(median(xs)), `${fmt(Math.min(...xs))}-${fmt(Math.max(...xs))}`, fmt(metrics[`${name}_cpu_us_per_put`])]);
-    }
+    const rows = putRows(samples, cpu, metrics);
     metrics[`puts_${c}_ratio_vs_etcd`] = round3(metrics[`spofless_etcd_puts_${c}`]! / metrics[`etcd_puts_${c}`]!);
     metrics[`engine_puts_${c}_ratio_vs_etcd`] = round3(metrics[`engine_puts_${c}`]! / metrics[`etcd_puts_${c}`]!);
     console.log(`durable puts/s on etcd, ${c} concurrent client${c > 1 ? 's' : ''} (median of ${settings.putReps} × ${settings.putSampleMs / 1000} s, interleaved)`);
