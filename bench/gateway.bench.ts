@@ -27,6 +27,8 @@
  * - `SPOFLESS_BENCH_CPU_PROF=<dir>`: run the gateway with `--cpu-prof` into <dir> (the profile is
  *   written when the gateway closes at the end).
  * - `SPOFLESS_BENCH_ONLY=spofless,haproxy,...`: measure only these rows (results not written).
+ * - `SPOFLESS_BENCH_ROUNDS=<n>`, `SPOFLESS_BENCH_DURATION=<s>`: fewer rounds or shorter samples, to
+ *   keep a run short on a machine shared with other work (results not written).
  *
  * Needs wrk, haproxy and nginx: `bash scripts/install-bench-peers.sh` (the benchmark fails with that
  * command when one is missing). Every process started is stopped at the end, also on error.
@@ -44,6 +46,17 @@ const args = parseArgs();
 const settings = args.quick
   ? { durationS: 2, warmupS: 1, rounds: 1, connections: 50, wrkThreads: 1 }
   : { durationS: 6, warmupS: 2, rounds: 5, connections: 50, wrkThreads: 1 };
+const envInt = (name: string): number | undefined => {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`${name} must be a positive integer, not ${JSON.stringify(v)}`);
+  return n;
+};
+const roundsOverride = envInt('SPOFLESS_BENCH_ROUNDS');
+const durationOverride = envInt('SPOFLESS_BENCH_DURATION');
+if (roundsOverride !== undefined) settings.rounds = roundsOverride;
+if (durationOverride !== undefined) settings.durationS = durationOverride;
 const only = process.env.SPOFLESS_BENCH_ONLY?.split(',').map((s) => s.trim());
 const cpuProfDir = process.env.SPOFLESS_BENCH_CPU_PROF;
 
@@ -412,7 +425,7 @@ http {
   const loadEnd = load();
   console.log(`load ${loadStart} → ${loadEnd}`);
 
-  if (!args.noWrite && only === undefined) {
+  if (!args.noWrite && only === undefined && roundsOverride === undefined && durationOverride === undefined) {
     const file = writeResults('gateway', metrics, settings, {
       source: (await import('./harness.js')).sourceVersion(['src/gateway', 'src/routing', 'src/client', 'src/resilience']),
       load: { start: loadStart, end: loadEnd },
