@@ -22,7 +22,8 @@ import { sharedBreakerOptions } from '../resilience/index.js';
 import { ActiveChecks } from './health.js';
 import { Feed, type FeedSnapshot } from './feed.js';
 import { renderMetrics } from './metrics.js';
-import { ProxyCall, writeError, type ProxyHost } from './proxy.js';
+import { FastServer } from './h1server.js';
+import { ProxyCall, writeError, type ProxyHost, type ProxyRequest, type ProxyResponse } from './proxy.js';
 import { RouteTable, compileRoute, hostOf, isFailedOutcome, type CompiledRoute } from './table.js';
 import { ServicePool, Upstream, type OutlierSettings, type PoolSettings } from './upstreams.js';
 import { proxyUpgrade, rawError } from './websocket.js';
@@ -151,7 +152,7 @@ class GatewayImpl implements Gateway, ProxyHost {
   /** Upstreams by catalog key. */
   readonly #upstreams = new Map<string, Upstream>();
   readonly #settings: PoolSettings;
-  readonly #server: Server;
+  readonly #server: FastServer;
   readonly #admin: Server;
   readonly #client: ControlPlaneClient;
   readonly #feed: Feed;
@@ -207,9 +208,12 @@ class GatewayImpl implements Gateway, ProxyHost {
       onChange: (snap, what) => this.#apply(snap, what),
       ...(o.heartbeatTimeoutMs !== undefined ? { heartbeatTimeout: o.heartbeatTimeoutMs } : {}),
     });
-    this.#server = createServer({ keepAliveTimeout: num(owner, 'keepAliveTimeoutMs', o.keepAliveTimeoutMs, 65_000), requestTimeout: 0 }, (req, res) => this.#onRequest(req, res));
-    this.#server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
-    this.#server.on('clientError', (_err, socket) => {
+    const keepAliveTimeout = num(owner, 'keepAliveTimeoutMs', o.keepAliveTimeoutMs, 65_000);
+    // node's server takes every connection the fast path (h1server.ts) hands it: bodies, upgrades …
+    const http = createServer({ keepAliveTimeout, requestTimeout: 0 }, (req, res) => this.#onRequest(req, res));
+    this.#server = new FastServer({ http, keepAliveTimeoutMs: keepAliveTimeout, onRequest: (req, res) => this.#onRequest(req, res) });
+    http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.#onUpgrade(req, socket, head));
+    http.on('clientError', (_err, socket) => {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
       else socket.destroy();
     });
@@ -307,7 +311,7 @@ class GatewayImpl implements Gateway, ProxyHost {
 
   // ---- traffic -------------------------------------------------------------------------------------
 
-  #onRequest(req: IncomingMessage, res: ServerResponse): void {
+  #onRequest(req: ProxyRequest, res: ProxyResponse): void {
     let path = req.url ?? '/';
     let host = hostHeader(req.rawHeaders);
     if (path.charCodeAt(0) !== 47 /* / */) {
@@ -525,7 +529,7 @@ function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-function listen(server: Server, port: number, host: string): Promise<void> {
+function listen(server: Server | FastServer, port: number, host: string): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => {
@@ -535,7 +539,7 @@ function listen(server: Server, port: number, host: string): Promise<void> {
   });
 }
 
-function urlOf(server: Server): string {
+function urlOf(server: Server | FastServer): string {
   const a = server.address() as AddressInfo;
   const h = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return `http://${h}:${a.port}`;

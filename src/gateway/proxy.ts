@@ -20,7 +20,7 @@
  * closure, whether the breaker let the call through and hands back the resolver of the outcome; the
  * outcome is resolved when the try (or the request) ends.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ErrorCode } from '../errors/index.js';
@@ -38,6 +38,31 @@ export interface ProxyHost {
   onCallDone(): void;
   readonly headersTimeoutMs: number;
   readonly bodyTimeoutMs: number;
+}
+
+/**
+ * What the proxy reads of a request: node's `IncomingMessage`, or the fast path's `FastRequest`
+ * (h1server.ts, which never has a body).
+ */
+export interface ProxyRequest {
+  readonly method?: string | undefined;
+  readonly url?: string | undefined;
+  readonly rawHeaders: string[];
+  readonly headers: IncomingHttpHeaders;
+  readonly socket: { readonly remoteAddress?: string | undefined };
+}
+
+/** What the proxy uses of a response: node's `ServerResponse`, or the fast path's `FastResponse`. */
+export interface ProxyResponse {
+  readonly headersSent: boolean;
+  readonly destroyed: boolean;
+  writeHead(status: number, statusText: string, headers: string[]): unknown;
+  writeHead(status: number, headers: string[]): unknown;
+  write(chunk: Buffer): boolean;
+  end(chunk?: Buffer | string): unknown;
+  destroy(err?: Error): unknown;
+  on(event: 'close', listener: () => void): unknown;
+  once(event: 'drain', listener: () => void): unknown;
 }
 
 // ---- breakers without closures -----------------------------------------------------------------------
@@ -93,7 +118,7 @@ const SEEN_LENGTHS = new Set([...HOP_LENGTHS, 4 /* host */, 9 /* forwarded */, 1
  * `X-Forwarded-For/-Proto/-Host` and `Forwarded` set. Also fills {@link scan}: the host, whether a
  * body follows, and the value of `forceHeader` (lower case).
  */
-export function upstreamHeaders(req: IncomingMessage, forceHeader = ''): string[] {
+export function upstreamHeaders(req: ProxyRequest, forceHeader = ''): string[] {
   const raw = req.rawHeaders;
   const out: string[] = [];
   let extra: Set<string> | undefined;
@@ -259,10 +284,12 @@ class BodyTap extends Readable {
 
 // ---- the call ------------------------------------------------------------------------------------------
 
-function onResDrain(this: ServerResponse & { [kCall]?: ProxyCall | undefined }): void {
+type CallResponse = ProxyResponse & { [kCall]?: ProxyCall | undefined };
+
+function onResDrain(this: CallResponse): void {
   this[kCall]?.resumeUpstream();
 }
-function onResClose(this: ServerResponse & { [kCall]?: ProxyCall | undefined }): void {
+function onResClose(this: CallResponse): void {
   this[kCall]?.clientClosed();
 }
 function onDeadline(call: ProxyCall): void {
@@ -279,8 +306,8 @@ class TotalTimeout extends Error {
 export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
   readonly #host: ProxyHost;
   readonly #route: CompiledRoute;
-  readonly #req: IncomingMessage;
-  readonly #res: ServerResponse & { [kCall]?: ProxyCall | undefined };
+  readonly #req: ProxyRequest;
+  readonly #res: CallResponse;
   readonly #path: string;
   readonly #method: string;
   readonly #headers: string[];
@@ -305,7 +332,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
   #lastError: unknown;
   #lastStatus = 0;
 
-  constructor(host: ProxyHost, route: CompiledRoute, req: IncomingMessage, res: ServerResponse, path: string) {
+  constructor(host: ProxyHost, route: CompiledRoute, req: ProxyRequest, res: ProxyResponse, path: string) {
     this.#host = host;
     this.#route = route;
     this.#req = req;
@@ -393,7 +420,8 @@ export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
           path: this.#path,
           method: this.#method,
           headers: this.#headers,
-          body: this.#hasBody ? new BodyTap(this.#req) : null,
+          // A request with a body is always node's (the fast path hands those to node's server).
+          body: this.#hasBody ? new BodyTap(this.#req as IncomingMessage) : null,
           headersTimeout,
           bodyTimeout: this.#host.bodyTimeoutMs,
         },
@@ -531,7 +559,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
     if (this.#tries >= max) return false;
     if (!isConnect && kind !== 0 && (route.retryOn & kind) === 0) return false;
     // The body can be sent again only if no byte of it was read.
-    if (this.#hasBody && this.#req.readableDidRead) return false;
+    if (this.#hasBody && (this.#req as IncomingMessage).readableDidRead) return false;
     if (!isConnect && !IDEMPOTENT.has(this.#method)) return false;
     if (this.#deadline > 0 && performance.now() >= this.#deadline) return false;
     const budget = route.budget;
@@ -646,7 +674,7 @@ export class ProxyCall implements Dispatcher.DispatchHandler, H1Handler {
  * users whose sticky key hashes under its weight (a request without the key draws at random), else the
  * active one; `undefined`: any instance.
  */
-export function chooseVersion(route: CompiledRoute, forced: string | undefined, req: IncomingMessage): string | undefined {
+export function chooseVersion(route: CompiledRoute, forced: string | undefined, req: { readonly headers: IncomingHttpHeaders }): string | undefined {
   if (forced !== undefined && forced !== '') return forced;
   const c = route.canary;
   if (c !== undefined) {
@@ -670,7 +698,7 @@ function describe(err: unknown): string {
 }
 
 /** A JSON error in the control plane's shape: `{ "error": { "code", "message" } }`. */
-export function writeError(res: ServerResponse, status: number, code: string, message: string, closing: boolean, extra?: Record<string, unknown>): void {
+export function writeError(res: ProxyResponse, status: number, code: string, message: string, closing: boolean, extra?: Record<string, unknown>): void {
   const body = JSON.stringify({ error: { code, message, ...extra } });
   const headers = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body)), 'x-spofless-gateway', 'error'];
   if (closing) headers.push('connection', 'close');
