@@ -133,3 +133,23 @@ test('the SDK watch yields progress when resumed at the head, and its next revis
   assert.deepEqual(seen[1], { type: 'progress', revision: head });
   assert.equal(watch.nextRevision, head + 1);
 });
+
+test('a watcher resuming while only other keys moved is told at once that it is current, and then gets live events', async (t) => {
+  const { url } = await startServer(t);
+  const mine = await call(url, 'PUT', '/v1/kv', { key: '/r/a', value: '1' });
+  let head = mine.body.revision as number;
+  for (let i = 0; i < 5; i++) head = (await call(url, 'PUT', '/v1/kv', { key: `/elsewhere/${i}`, value: `${i}` })).body.revision as number;
+
+  // Resumes right after /r/a: the store moved on 5 revisions, none under /r/.
+  const s = await sse(url, '/v1/watch?prefix=/r/', { 'last-event-id': String(mine.body.revision) });
+  t.after(() => s.close());
+  const p = await s.waitFor((m) => m.event === 'progress', 'progress although nothing under /r/ changed', 2_000);
+  assert.deepEqual(p.json, { revision: head });
+  assert.deepEqual(
+    s.messages.map((m) => m.event),
+    ['ready', 'progress'],
+  );
+  const b = await call(url, 'PUT', '/v1/kv', { key: '/r/b', value: '2' });
+  await s.waitFor((m) => m.event === 'events', 'the live event');
+  assert.deepEqual(eventRevisions(s.messages), [b.body.revision]);
+});

@@ -21,7 +21,9 @@
  * `{"revision": R}` (every matching event up to R has been sent) right after `ready` when the store has
  * nothing at or after its start revision, or when its catch-up has reached the shared watch. Without
  * it, a resumed watcher whose prefix saw no writes while it was away could not tell "nothing happened"
- * from "the replay has not come yet".
+ * from "the replay has not come yet". On a store with `watchProgress` (SQLite) the catch-up watch asks
+ * for progress responses, so a replay that finds nothing matching (only other keys moved) ends at once;
+ * on etcd such a replay ends with the next matching event.
  *
  * A live subscriber whose unread bytes pass `maxBufferedBytes` when the next frame is due is cut off
  * with `event: error` / `SPOF_ERR_WATCH_SLOW` and the revision to resume from, instead of being buffered
@@ -235,12 +237,16 @@ class Subscriber {
 
   /** Replays from `start` on its own store watch, paced by the socket, then joins the shared watch. */
   async catchUp(start: number): Promise<void> {
-    const watch = this.#store.watch(this.#req.key, { prefix: this.#req.prefix, prevKv: this.#req.prevKv, startRevision: start });
+    // With progress from the store, a replay that finds nothing for this prefix (other keys moved the
+    // store meanwhile) still ends at once: the progress response says it reached the head.
+    const progressNotify = this.#store.watchProgress;
+    const watch = this.#store.watch(this.#req.key, { prefix: this.#req.prefix, prevKv: this.#req.prevKv, startRevision: start, progressNotify });
     this.#state = { value: 'catching-up', watch };
     try {
       for await (const resp of watch) {
         if (this.#state.value !== 'catching-up') return;
-        this.#write(resp.revision, resp.events, undefined);
+        if (resp.events.length === 0) this.sent = Math.max(this.sent, resp.revision);
+        else this.#write(resp.revision, resp.events, undefined);
         if (this.sent >= this.#shared.through) {
           this.joinLive();
           // Caught up: tell the client, so it knows it is current even if nothing more comes.

@@ -627,6 +627,52 @@ export function runStoreContract(name: string, factory: StoreFactory): void {
           pre.abort();
           await rejectsWith(collect(store.watch(p, { prefix: true, signal: pre.signal }), () => false), ErrorCode.Aborted);
         }));
+
+      test('progressNotify: a replay that reaches the head says so, also when nothing matched; engines without watchProgress refuse the option', () =>
+        withStore(async ({ store }, p) => {
+          const first = await store.put(`${p}mine/a`, '1');
+          // Only other keys move the store on: a resume after `first` has nothing to replay.
+          for (let i = 0; i < 3; i++) await store.put(`${p}others/${i}`, `${i}`);
+          const head = (await store.range(p)).revision;
+          if (!store.watchProgress) {
+            throwsWith(() => store.watch(`${p}mine/`, { prefix: true, startRevision: first.revision + 1, progressNotify: true }), ErrorCode.InvalidOption);
+            return;
+          }
+          const take = async (w: Watch): Promise<{ events: string[]; revision: number }> => {
+            const r = await Promise.race([
+              w[Symbol.asyncIterator]().next(),
+              new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), WATCH_WAIT_MS).unref()),
+            ]);
+            assert.ok(r !== 'timeout' && r.done !== true, 'a response within the wait');
+            return { events: r.value.events.map((e) => text(e.kv.key)), revision: r.value.revision };
+          };
+          const empty = store.watch(`${p}mine/`, { prefix: true, startRevision: first.revision + 1, progressNotify: true });
+          try {
+            assert.deepEqual(await take(empty), { events: [], revision: head }, 'nothing to replay: progress at the head at once');
+            const live = await store.put(`${p}mine/b`, '2');
+            assert.deepEqual(await take(empty), { events: [`${p}mine/b`], revision: live.revision }, 'then live events as usual');
+          } finally {
+            empty.close();
+          }
+          const replay = store.watch(`${p}mine/`, { prefix: true, startRevision: first.revision, progressNotify: true });
+          try {
+            const got = await take(replay);
+            assert.deepEqual(got.events, [`${p}mine/a`, `${p}mine/b`], 'the replay first');
+            const progress = await take(replay);
+            assert.deepEqual(progress.events, [], 'then progress');
+            assert.equal(progress.revision, (await store.range(p)).revision, 'at the head (here the last replayed event)');
+          } finally {
+            replay.close();
+          }
+          const plain = store.watch(`${p}mine/`, { prefix: true, startRevision: first.revision + 1 });
+          try {
+            const marker = await store.put(`${p}mine/c`, '3');
+            const events = await collect(plain, (e) => e.some((x) => x.kv.modRevision === marker.revision));
+            assert.ok(events.length >= 1, 'without the option no empty response comes (collect fails on one)');
+          } finally {
+            plain.close();
+          }
+        }));
     });
 
     describe('compaction', () => {

@@ -619,6 +619,9 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- watches
 
+  /** Progress responses are exact here: a replay reads the revision log up to the head synchronously. */
+  readonly watchProgress = true;
+
   watch(key: BytesInput, options: WatchOptions = {}): Watch {
     const prefix = options.prefix === true;
     const k = prefix ? checkPrefix(key) : checkKey(key);
@@ -627,6 +630,7 @@ export class SqliteStore implements Store {
       startRevision: start,
       replaying: start <= this.#revision,
       prevKv: options.prevKv === true,
+      progressNotify: options.progressNotify === true,
       signal: options.signal,
       maxBufferedEvents: this.#maxWatchBuffer,
       replay: (s, from) => this.#replay(s, from),

@@ -230,9 +230,15 @@ export interface WatchEvent {
  * watch), so a consumer that has processed a batch may resume from `revision + 1` without loss.
  */
 export interface WatchResponse {
-  /** Events in revision order (and, within a revision, in the order the write made them). */
+  /**
+   * Events in revision order (and, within a revision, in the order the write made them). Empty only in
+   * a progress response (asked for with `progressNotify`).
+   */
   readonly events: readonly WatchEvent[];
-  /** The revision of the last event in `events`. */
+  /**
+   * The revision of the last event in `events`; in a progress response, a revision up to which every
+   * matching event has been delivered.
+   */
   readonly revision: number;
 }
 
@@ -247,6 +253,14 @@ export interface WatchOptions {
   readonly startRevision?: number;
   /** Include each event's previous state. */
   readonly prevKv?: boolean;
+  /**
+   * Also yield progress responses (`events: []`, `revision: R`: every matching event up to R has been
+   * delivered) each time a replay from history reaches the store's head (after the replay's events, also
+   * when the replay found nothing). A consumer that resumed from an old revision learns from it that it is current, even when
+   * nothing it watches changed meanwhile. Only for engines whose `watchProgress` is true; others throw
+   * `InvalidOptionError`.
+   */
+  readonly progressNotify?: boolean;
   /** Aborting ends the watch: iteration throws `AbortedError`. */
   readonly signal?: AbortSignal;
 }
@@ -304,6 +318,12 @@ export interface Store {
    * invalid key or option throws at once (`InvalidKeyError`, `InvalidArgumentError`).
    */
   watch(key: BytesInput, options?: WatchOptions): Watch;
+
+  /**
+   * True when `watch()` honours `progressNotify` exactly. The SQLite engine does; the etcd engine does
+   * not (etcd 3.4 may answer a progress request ahead of events it has not sent yet, etcd-io/etcd#15220).
+   */
+  readonly watchProgress: boolean;
 
   /**
    * Discards history before `revision` (which must be ≤ the current revision). Afterwards reads at

@@ -16,6 +16,10 @@
  * Revision bookkeeping: `#taken` is the last revision handed to the consumer (all matching events up to
  * it have been delivered); `#through` is the last revision already buffered or taken. Live events at or
  * below `#through` are ignored, which is what makes the replay → live hand-over free of duplicates.
+ *
+ * Progress (`progressNotify`): when a replay reaches the head, the consumer is handed `{ events: [],
+ * revision: through }` after the replay's events (also when the last of them is the head itself), before
+ * any live event. Nothing matching exists between the two, so it is exact.
  */
 import { AbortedError } from '../errors/index.js';
 import type { Watch, WatchEvent, WatchResponse } from './types.js';
@@ -35,6 +39,8 @@ export interface WatchStreamOptions {
   /** Start by replaying history (the start revision is at or below the current one). */
   readonly replaying: boolean;
   readonly prevKv: boolean;
+  /** Hand the consumer a progress response each time a replay reaches the head. */
+  readonly progressNotify: boolean;
   readonly signal: AbortSignal | undefined;
   readonly maxBufferedEvents: number;
   /** Reads matching events from `from` on, synchronously, so no write can slip in between. */
@@ -59,6 +65,8 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
   #taken: number;
   #through: number;
   #buffer: WatchEvent[] = [];
+  /** A progress response due before the buffer's (live) events: the revision a replay caught up at. */
+  #progress: number | undefined;
   #waiters: Waiter[] = [];
   #errorReported = false;
   readonly #onAbort: (() => void) | undefined;
@@ -101,7 +109,7 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
     }
     if (fresh.length === 0) return;
     this.#through = fresh[fresh.length - 1]!.kv.modRevision;
-    const waiter = this.#waiters.shift();
+    const waiter = this.#progress === undefined ? this.#waiters.shift() : undefined;
     if (waiter !== undefined) {
       this.#taken = this.#through;
       waiter.resolve({ done: false, value: { events: fresh, revision: this.#through } });
@@ -111,6 +119,7 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
     if (this.#buffer.length > this.#opts.maxBufferedEvents) {
       // A slow consumer: drop what it has not taken and read it back from history when it asks.
       this.#buffer = [];
+      this.#progress = undefined;
       this.#through = this.#taken;
       this.#state = { value: 'replay' };
     }
@@ -126,6 +135,7 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
   }
 
   next(): Promise<IteratorResult<WatchResponse>> {
+    if (this.#progress !== undefined) return Promise.resolve(this.#takeProgress());
     if (this.#buffer.length > 0) return Promise.resolve(this.#take());
     const state = this.#state;
     if (state.value === 'ended') {
@@ -145,10 +155,12 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
       }
       this.#through = chunk.through;
       if (chunk.caughtUp) this.#state = { value: 'live' };
+      if (chunk.caughtUp && this.#opts.progressNotify) this.#progress = chunk.through;
       if (chunk.events.length > 0) {
         this.#buffer = chunk.events.slice();
         return Promise.resolve(this.#take());
       }
+      if (this.#progress !== undefined) return Promise.resolve(this.#takeProgress());
       if (!chunk.caughtUp) return this.next();
     }
     return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
@@ -171,10 +183,18 @@ export class WatchStream implements Watch, AsyncIterator<WatchResponse> {
     return { done: false, value: { events, revision } };
   }
 
+  #takeProgress(): IteratorResult<WatchResponse> {
+    const revision = this.#progress!;
+    this.#progress = undefined;
+    this.#taken = revision;
+    return { done: false, value: { events: [], revision } };
+  }
+
   #finish(error: Error | undefined): void {
     if (this.#state.value === 'ended') return;
     this.#state = { value: 'ended', error };
     this.#buffer = [];
+    this.#progress = undefined;
     if (this.#onAbort !== undefined) this.#opts.signal?.removeEventListener('abort', this.#onAbort);
     this.#opts.detach(this);
     const waiters = this.#waiters;

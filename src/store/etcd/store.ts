@@ -436,7 +436,16 @@ export class EtcdStore implements Store {
 
   // ---------------------------------------------------------------- watches
 
+  /**
+   * etcd 3.4 may answer a progress request with a revision ahead of events a catching-up watcher has not
+   * been sent yet (etcd-io/etcd#15220, fixed in 3.4.26 and 3.5.8), so no progress is promised here.
+   */
+  readonly watchProgress = false;
+
   watch(key: BytesInput, options: WatchOptions = {}): Watch {
+    if (options.progressNotify === true) {
+      throw new InvalidOptionError('EtcdStore.watch', 'progressNotify', true, 'false or absent: this engine cannot promise exact progress (see Store.watchProgress)');
+    }
     const prefix = options.prefix === true;
     const k = this.#key(prefix ? checkPrefix(key) : checkKey(key));
     const start = options.startRevision === undefined ? undefined : checkRevision(options.startRevision, 'startRevision');
