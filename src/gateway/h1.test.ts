@@ -248,3 +248,38 @@ test('backpressure pauses the socket until resume; the connection limit queues; 
   assert.equal((await inFlight).body.length, body.length);
   await assert.rejects(exchange(p), (err: Error & { code?: string }) => err.code === 'UND_ERR_CLOSED');
 });
+
+test('body chunks handed on stay intact after later reads (the read buffer is shared by every socket)', async (t) => {
+  // Each answer in three writes a turn apart; two exchanges on two sockets at once, their reads interleaved.
+  const s = await rawServer(t, (head, sock) => {
+    sock.setNoDelay(true);
+    const tag = head.includes('/a') ? 'a' : 'b';
+    const pieces = ['HTTP/1.1 200 OK\r\nContent-Le', `ngth: 8\r\n\r\n${tag}1-`, `${tag}2-`, `${tag}3`];
+    const next = (): void => {
+      const piece = pieces.shift();
+      if (piece === undefined || sock.destroyed) return;
+      sock.write(piece);
+      setTimeout(next, 15);
+    };
+    next();
+  });
+  const p = pool(t, s.port);
+  const kept = (path: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      p.dispatch(
+        { ...REQ, path },
+        {
+          onConnect: () => undefined,
+          onHeaders: () => true,
+          onData: (chunk) => {
+            chunks.push(chunk); // kept as handed over, not copied
+            return true;
+          },
+          onComplete: () => resolve(Buffer.concat(chunks).toString()),
+          onError: reject,
+        },
+      );
+    });
+  assert.deepEqual(await Promise.all([kept('/a'), kept('/b')]), ['a1-a2-a3', 'b1-b2-b3']);
+});
