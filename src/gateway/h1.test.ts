@@ -283,3 +283,28 @@ test('body chunks handed on stay intact after later reads (the read buffer is sh
     });
   assert.deepEqual(await Promise.all([kept('/a'), kept('/b')]), ['a1-a2-a3', 'b1-b2-b3']);
 });
+
+test('one deadline per connection: a short headers timeout on a reused socket fires on time; a busy socket is not closed as idle; the idle one is', async (t) => {
+  const s = await rawServer(t, (head, sock) => {
+    if (head.includes('/hang')) return;
+    const ms = head.includes('/slow') ? 900 : 0;
+    setTimeout(() => sock.writable && sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), ms);
+  });
+  const p = pool(t, s.port, { idleTimeoutMs: 400, connections: 1 });
+  await exchange(p);
+  // The idle deadline (400 ms) is pending; a 60 ms headers timeout must not wait for it.
+  const started = performance.now();
+  await assert.rejects(exchange(p, { ...REQ, path: '/hang', headersTimeout: 60 }), (err: Error & { code?: string }) => err.code === 'UND_ERR_HEADERS_TIMEOUT');
+  const took = performance.now() - started;
+  assert.ok(took >= 55 && took < 350, `headers timeout after ${took.toFixed(0)} ms`);
+  // A 900 ms answer outlasts two idle periods: the socket is busy, not idle, and is kept.
+  await exchange(p); // a new socket (the timed-out one was closed)
+  const before = s.connections();
+  await exchange(p, { ...REQ, path: '/slow' });
+  await exchange(p);
+  assert.equal(s.connections(), before, 'the busy socket was not closed as idle');
+  // Idle past 400 ms: closed, the next exchange opens a new socket.
+  await new Promise((r) => setTimeout(r, 650));
+  await exchange(p);
+  assert.equal(s.connections(), before + 1);
+});
