@@ -312,6 +312,9 @@ test('request headers: raw names kept, values trimmed; req.headers with node rul
   assert.deepEqual({ ...seen!.headers }, { host: 'a', 'x-a': '1, 2', cookie: 'a=1; b=2', 'user-agent': 'u1', 'set-cookie': ['s1', 's2'] });
   assert.equal(seen!.socket.remoteAddress, '127.0.0.1');
   assert.deepEqual(headersObject(['Content-Type', 'a', 'content-type', 'b']), { 'content-type': 'a' });
+  // Tabs and spaces around a value go (only those), bytes past 0x7F are latin1, an empty value is kept: as node reads them.
+  await exchange(port, 'GET /len HTTP/1.1\r\nHost: a\r\nX-L: \t caf\xe9\xa0\t \r\nX-E:\r\n\r\n');
+  assert.deepEqual(seen!.rawHeaders, ['Host', 'a', 'X-L', 'caf\xe9\xa0', 'X-E', '']);
 });
 
 test('writeHead refuses what node refuses, with the same codes', async (t) => {

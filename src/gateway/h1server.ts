@@ -50,13 +50,16 @@ export class FastRequest {
   /** Never any body on the fast path. */
   readonly readableDidRead = false;
   readonly readableEnded = true;
+  /** No `Connection: close`. */
+  readonly keepAlive: boolean;
   #headers: IncomingHttpHeaders | undefined;
 
-  constructor(method: string, url: string, rawHeaders: string[], socket: Socket) {
+  constructor(method: string, url: string, rawHeaders: string[], socket: Socket, keepAlive: boolean) {
     this.method = method;
     this.url = url;
     this.rawHeaders = rawHeaders;
     this.socket = socket;
+    this.keepAlive = keepAlive;
   }
 
   /** Built on first use, as node builds `req.headers`. */
@@ -114,7 +117,12 @@ class HeaderError extends TypeError {
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** Bytes node accepts in a header value (and a reason phrase): HTAB, visible ASCII, space, obs-text. */
 const BAD_VALUE = /[^\t\x20-\x7e\x80-\xff]/;
-const TARGET = /^\/[!-~]*$/;
+/**
+ * A head the fast path takes, checked in one scan: `GET` or `HEAD`, an origin-form target of visible
+ * ASCII (node refuses DEL and bytes past 0x7F there), `HTTP/1.1`, then header lines with a token name
+ * and a value of bytes node accepts (no white space before the colon, no folded lines).
+ */
+const FAST_HEAD = /^(?:GET|HEAD) \/[!-~]* HTTP\/1\.1(?:\r\n[!#$%&'*+\-.^_`|~0-9A-Za-z]+:[\t\x20-\x7e\x80-\xff]*)+$/;
 const CONN_CLOSE = /(?:^|\W)close(?:$|\W)/i;
 
 /** Larger heads go to node (its limit is 16 KiB; it answers 431 past it). */
@@ -411,7 +419,7 @@ class FastConn {
         this.#buf = end + 4 < buf.length ? buf.subarray(end + 4) : undefined;
         const res = new FastResponse(this, req.method, req.keepAlive);
         this.#res = res;
-        this.server.onRequest(req.request, res);
+        this.server.onRequest(req, res);
       }
     } finally {
       this.#parsing = false;
@@ -419,30 +427,28 @@ class FastConn {
   }
 
   /** The request of a complete head, or `undefined` when node should have it. */
-  #request(head: string): { request: FastRequest; method: string; keepAlive: boolean } | undefined {
+  #request(head: string): FastRequest | undefined {
+    // One scan checks the whole head (cheaper than a test per line); anything else is node's.
+    if (!FAST_HEAD.test(head)) return undefined;
     const lineEnd = head.indexOf('\r\n');
-    if (lineEnd < 0) return undefined; // no Host header: node answers 400
-    const line = head.slice(0, lineEnd);
-    let method: string;
-    if (line.startsWith('GET ')) method = 'GET';
-    else if (line.startsWith('HEAD ')) method = 'HEAD';
-    else return undefined;
-    if (!line.endsWith(' HTTP/1.1')) return undefined;
-    const target = line.slice(method.length + 1, line.length - 9);
-    if (!TARGET.test(target)) return undefined;
+    const method = head.charCodeAt(0) === 71 /* G */ ? 'GET' : 'HEAD';
+    const target = head.slice(method.length + 1, lineEnd - 9);
     const raw: string[] = [];
     let keepAlive = true;
     let hosts = 0;
     let at = lineEnd + 2;
-    for (;;) {
-      const next = head.indexOf('\r\n', at);
-      const l = next < 0 ? head.slice(at) : head.slice(at, next);
-      const colon = l.indexOf(':');
-      if (colon <= 0) return undefined;
-      const name = l.slice(0, colon);
-      if (!TOKEN.test(name)) return undefined;
-      const value = trimOws(l.slice(colon + 1));
-      if (BAD_VALUE.test(value)) return undefined;
+    const n = head.length;
+    while (at < n) {
+      let next = head.indexOf('\r\n', at);
+      if (next < 0) next = n;
+      const colon = head.indexOf(':', at);
+      const name = head.slice(at, colon);
+      // The value without the optional white space around it (SP, HTAB: node trims only those).
+      let v0 = colon + 1;
+      let v1 = next;
+      while (v0 < v1 && isOws(head.charCodeAt(v0))) v0++;
+      while (v1 > v0 && isOws(head.charCodeAt(v1 - 1))) v1--;
+      const value = head.slice(v0, v1);
       const len = name.length;
       if (len === 4 || len === 6 || len === 7 || len === 10 || len === 14 || len === 17) {
         const lower = name.toLowerCase();
@@ -458,11 +464,10 @@ class FastConn {
       }
       raw.push(name, value);
       if (raw.length > MAX_FAST_HEADERS * 2) return undefined;
-      if (next < 0) break;
       at = next + 2;
     }
     if (hosts !== 1) return undefined;
-    return { request: new FastRequest(method, target, raw, this.socket), method, keepAlive };
+    return new FastRequest(method, target, raw, this.socket, keepAlive);
   }
 
   /** From here on node's HTTP server owns the connection; the bytes read so far go back to the socket first. */
@@ -522,11 +527,8 @@ class FastConn {
   }
 }
 
-function trimOws(v: string): string {
-  const first = v.charCodeAt(0);
-  const last = v.charCodeAt(v.length - 1);
-  if (first !== 32 && first !== 9 && last !== 32 && last !== 9) return v;
-  return v.replace(/^[ \t]+|[ \t]+$/g, '');
+function isOws(c: number): boolean {
+  return c === 32 || c === 9;
 }
 
 export interface FastServerOptions {
