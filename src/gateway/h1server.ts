@@ -358,6 +358,9 @@ function onError(): void {
 function onTimeout(this: FastSocket): void {
   this[kConn]!.timedOut();
 }
+function destroyAfterFinish(this: Socket): void {
+  this.destroy();
+}
 function onDrain(this: FastSocket): void {
   this[kConn]!.drained();
 }
@@ -493,8 +496,15 @@ class FastConn {
     if (this.#res !== res) return;
     this.#res = undefined;
     if (close || this.server.closing) {
-      this.socket.end();
+      // As node does after the last answer: the socket is destroyed once written (a client that
+      // keeps its side open does not keep it half-open).
+      const s = this.socket;
       this.#buf = undefined;
+      if (s.writableFinished) s.destroy();
+      else {
+        s.once('finish', destroyAfterFinish);
+        s.end();
+      }
       return;
     }
     if (this.#paused) {
