@@ -256,9 +256,9 @@ export interface WatchOptions {
   /**
    * Also yield progress responses (`events: []`, `revision: R`: every matching event up to R has been
    * delivered) each time a replay from history reaches the store's head (after the replay's events, also
-   * when the replay found nothing). A consumer that resumed from an old revision learns from it that it is current, even when
-   * nothing it watches changed meanwhile. Only for engines whose `watchProgress` is true; others throw
-   * `InvalidOptionError`.
+   * when the replay found nothing). A consumer that resumed from an old revision learns from it that it
+   * is current, even when nothing it watches changed meanwhile. Only for engines whose `watchProgress`
+   * is true; others throw `InvalidOptionError`.
    */
   readonly progressNotify?: boolean;
   /** Aborting ends the watch: iteration throws `AbortedError`. */
