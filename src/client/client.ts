@@ -6,6 +6,7 @@ import { ClientClosedError, ControlPlaneError, InvalidOptionError } from '../err
 import { Discovery, type DiscoverOptions } from './discovery.js';
 import { Transport, normalizeUrls } from './http.js';
 import { KeepAliveStream, type KeepAliveStreamStats } from './keepalive-stream.js';
+import { rangeAll } from './range-all.js';
 import { Registration, type InstanceRegistration, type RegisterOptions } from './registration.js';
 import type {
   DeleteResult,
@@ -124,6 +125,15 @@ export class ControlPlaneClient {
   ): Promise<RangeResult> {
     const { signal, ...q } = options;
     return this.#t.json('GET', '/v1/kv', { query: { prefix, ...q }, signal });
+  }
+
+  /**
+   * Every key starting with `prefix`, in key order, as one consistent list at one revision however many
+   * pages it takes (pages of 1,000, all read at the first page's revision). Watch from `revision + 1` to
+   * follow it.
+   */
+  rangeAll(prefix: string, options: CallOptions = {}): Promise<{ kvs: KeyValue[]; revision: number }> {
+    return rangeAll((p, page) => this.range(p, page), prefix, options.signal);
   }
 
   put(key: string, value: string, options: CallOptions & { lease?: string; prevKv?: boolean } = {}): Promise<PutResult> {

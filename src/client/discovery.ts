@@ -45,6 +45,7 @@ import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balance
 import { saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import { connectionFailureCode, type Transport } from './http.js';
+import { rangeAll, type RangePage } from './range-all.js';
 import { instancesPrefix, type Instance, type KeyValue, type RangeResult, type WatchEvent } from './types.js';
 import { Watch, sleep } from './watch.js';
 
@@ -334,24 +335,12 @@ export class Discovery {
   // ---- internals -------------------------------------------------------------------------------
 
   async #list(signal: AbortSignal): Promise<{ instances: Instance[]; revision: number }> {
-    const prefix = instancesPrefix(this.service);
+    const page: RangePage = (prefix, { signal: s, ...query }) => this.#transport.json<RangeResult>('GET', '/v1/kv', { query: { prefix, ...query }, signal: s });
+    const { kvs, revision } = await rangeAll(page, instancesPrefix(this.service), signal);
     const instances: Instance[] = [];
-    let revision: number | undefined;
-    let fromKey: string | undefined;
-    // Paged, all pages at the first page's revision: one consistent list however long it is.
-    for (;;) {
-      const page = await this.#transport.json<RangeResult>('GET', '/v1/kv', {
-        query: { prefix, limit: 1000, revision, fromKey },
-        signal,
-      });
-      revision ??= page.revision;
-      for (const kv of page.kvs) {
-        const inst = parseInstance(kv);
-        if (inst !== undefined) instances.push(inst);
-      }
-      const last = page.kvs.at(-1);
-      if (!page.more || last === undefined) break;
-      fromKey = `${last.key}\u0000`;
+    for (const kv of kvs) {
+      const inst = parseInstance(kv);
+      if (inst !== undefined) instances.push(inst);
     }
     return { instances, revision };
   }

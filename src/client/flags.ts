@@ -365,25 +365,9 @@ export class FlagClient {
     }
   }
 
-  /** Every key of the environment, paged, all pages at the first page's revision. */
-  async #list(signal: AbortSignal): Promise<{ kvs: KeyValue[]; revision: number }> {
-    const kvs: KeyValue[] = [];
-    let revision: number | undefined;
-    let fromKey: string | undefined;
-    for (;;) {
-      const page = await this.#client.range(this.#prefix, {
-        limit: 1000,
-        signal,
-        ...(revision === undefined ? {} : { revision }),
-        ...(fromKey === undefined ? {} : { fromKey }),
-      });
-      revision ??= page.revision;
-      kvs.push(...page.kvs);
-      const last = page.kvs.at(-1);
-      if (!page.more || last === undefined) break;
-      fromKey = `${last.key}\u0000`;
-    }
-    return { kvs, revision };
+  /** Every key of the environment, one consistent list (`rangeAll`). */
+  #list(signal: AbortSignal): Promise<{ kvs: KeyValue[]; revision: number }> {
+    return this.#client.rangeAll(this.#prefix, { signal });
   }
 
   #replace(kvs: readonly KeyValue[], revision: number, source: FlagSource): void {

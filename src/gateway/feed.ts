@@ -21,7 +21,7 @@
 import { mkdir, readFile, rename, writeFile, open } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Instance } from '../catalog/types.js';
-import type { ControlPlaneClient, KeyValue, RangeResult, Watch, WatchEvent } from '../client/index.js';
+import type { ControlPlaneClient, KeyValue, Watch, WatchEvent } from '../client/index.js';
 import { CATALOG_INSTANCES_PREFIX } from '../client/index.js';
 import { fullJitterBackoff } from '../resilience/index.js';
 import { ROUTES_PREFIX, routeNameOf } from '../routing/keys.js';
@@ -172,25 +172,9 @@ export class Feed {
     await this.#saving;
   }
 
-  /** One consistent paged list of `prefix`. */
-  async list(prefix: string, signal: AbortSignal): Promise<{ kvs: KeyValue[]; revision: number }> {
-    const kvs: KeyValue[] = [];
-    let revision: number | undefined;
-    let fromKey: string | undefined;
-    for (;;) {
-      const page: RangeResult = await this.#o.client.range(prefix, {
-        limit: 1000,
-        signal,
-        ...(revision !== undefined ? { revision } : {}),
-        ...(fromKey !== undefined ? { fromKey } : {}),
-      });
-      revision ??= page.revision;
-      kvs.push(...page.kvs);
-      const last = page.kvs.at(-1);
-      if (!page.more || last === undefined) break;
-      fromKey = `${last.key}\u0000`;
-    }
-    return { kvs, revision };
+  /** One consistent paged list of `prefix` (`ControlPlaneClient.rangeAll`). */
+  list(prefix: string, signal: AbortSignal): Promise<{ kvs: KeyValue[]; revision: number }> {
+    return this.#o.client.rangeAll(prefix, { signal });
   }
 
   async #run(which: 'routes' | 'instances', prefix: string, listedAt: number | undefined): Promise<void> {
