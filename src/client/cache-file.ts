@@ -22,3 +22,35 @@ export function saveCacheFile(file: string, value: unknown): void {
     // See above: the cache is best effort.
   }
 }
+
+/**
+ * A debounced cache write: `schedule()` writes once, `delayMs` after the first change not yet written
+ * (an unref'd timer, so it never keeps a process alive); `flush()` writes at once what is still pending
+ * (on close). Discovery and the flags client each keep one.
+ */
+export class DebouncedWrite {
+  readonly #delayMs: number;
+  readonly #write: () => void;
+  #timer: NodeJS.Timeout | undefined;
+
+  constructor(delayMs: number, write: () => void) {
+    this.#delayMs = delayMs;
+    this.#write = write;
+  }
+
+  schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#write();
+    }, this.#delayMs);
+    this.#timer.unref();
+  }
+
+  flush(): void {
+    if (this.#timer === undefined) return;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#write();
+  }
+}

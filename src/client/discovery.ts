@@ -42,7 +42,7 @@ import { BrokenCircuitError, ClientClosedError, ControlPlaneError, ErrorCode, In
 import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { BreakerGroup, type CircuitBreaker, type CircuitBreakerOptions } from '../resilience/index.js';
 import { leastRequest, zoneAware, type Balancer, type Endpoint } from './balancer.js';
-import { saveCacheFile } from './cache-file.js';
+import { DebouncedWrite, saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import { connectionFailureCode, type Transport } from './http.js';
 import { rangeAll, type RangePage } from './range-all.js';
@@ -165,7 +165,7 @@ export class Discovery {
   #lastContact = 0;
   #loop: Promise<void> | undefined;
   readonly #cacheFile: string | undefined;
-  #saveTimer: NodeJS.Timeout | undefined;
+  readonly #saver = new DebouncedWrite(SAVE_DELAY_MS, () => this.#save());
   #source: DiscoverySource = 'control-plane';
 
   /** Internal: use `ControlPlaneClient.discover()`. */
@@ -316,12 +316,8 @@ export class Discovery {
 
   /** Stops watching. The list stays readable as it was; `request` rejects from now on. */
   close(): void {
-    if (this.#saveTimer !== undefined) {
-      // A change not yet written: write it now, so the next start has it.
-      clearTimeout(this.#saveTimer);
-      this.#saveTimer = undefined;
-      this.#save();
-    }
+    // A change not yet written: write it now, so the next start has it.
+    this.#saver.flush();
     this.#life.abort(new ClientClosedError(`discovery of ${this.service} was closed`));
     this.#watch?.close();
     this.#connected = false;
@@ -419,12 +415,8 @@ export class Discovery {
   // ---- the cache file --------------------------------------------------------------------------
 
   #scheduleSave(): void {
-    if (this.#cacheFile === undefined || this.#saveTimer !== undefined || this.#source !== 'control-plane' || this.#life.signal.aborted) return;
-    this.#saveTimer = setTimeout(() => {
-      this.#saveTimer = undefined;
-      this.#save();
-    }, SAVE_DELAY_MS);
-    this.#saveTimer.unref();
+    if (this.#cacheFile === undefined || this.#source !== 'control-plane' || this.#life.signal.aborted) return;
+    this.#saver.schedule();
   }
 
   #save(): void {

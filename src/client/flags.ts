@@ -31,7 +31,7 @@ import type { Evaluation, EvaluationContext, Flag, FlagType, JsonValue, Segment,
 import { checkName, validateFlag, validateSegment } from '../flags/validate.js';
 import { fullJitterBackoff, type Backoff } from '../resilience/index.js';
 import { ControlPlaneClient } from './client.js';
-import { saveCacheFile } from './cache-file.js';
+import { DebouncedWrite, saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import type { KeyValue } from './types.js';
 import { Watch, sleep } from './watch.js';
@@ -130,7 +130,7 @@ export class FlagClient {
   #revision = 0;
   #lastContact = 0;
   #watch: Watch | undefined;
-  #saveTimer: NodeJS.Timeout | undefined;
+  readonly #saver = new DebouncedWrite(SAVE_DELAY_MS, () => this.#save());
   #readyResolve!: () => void;
   readonly #ready: Promise<void>;
   readonly #loop: Promise<void>;
@@ -266,11 +266,7 @@ export class FlagClient {
     this.#setState('closed');
     this.#life.abort(new ClientClosedError('the flag client was closed'));
     this.#watch?.close();
-    if (this.#saveTimer !== undefined) {
-      clearTimeout(this.#saveTimer);
-      this.#saveTimer = undefined;
-      this.#save();
-    }
+    this.#saver.flush();
     if (this.#ownsClient) this.#client.close();
   }
 
@@ -428,12 +424,8 @@ export class FlagClient {
   }
 
   #scheduleSave(): void {
-    if (this.#cacheFile === undefined || this.#saveTimer !== undefined || this.#source !== 'control-plane') return;
-    this.#saveTimer = setTimeout(() => {
-      this.#saveTimer = undefined;
-      this.#save();
-    }, SAVE_DELAY_MS);
-    this.#saveTimer.unref();
+    if (this.#cacheFile === undefined || this.#source !== 'control-plane') return;
+    this.#saver.schedule();
   }
 
   #save(): void {
