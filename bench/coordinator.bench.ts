@@ -2,12 +2,13 @@
  * `npm run bench:coordinator`: spofless's control plane against a single-node etcd (Debian's
  * etcd-server 3.4, started here on loopback by test/support/etcd.ts), in the same run:
  *
- * 1. **Durable puts per second** at 1 and 64 concurrent clients: spofless through its HTTP API
- *    (`PUT /v1/kv`, undici keep-alive Pool, one connection per client) against etcd through the
- *    `etcd3` client (64 concurrent calls on its one gRPC channel, as etcd3 is used); spofless's
- *    SQLite store called directly (no HTTP) is reported for context. Each sample runs for a fixed
- *    time; the three candidates take turns (A B C, A B C, ...) after a discarded warm-up round, and
- *    the median of the rounds is reported. Both sides acknowledge a put only once it is on disk
+ * 1. **Durable puts per second** at 1 and 64 concurrent clients: spofless through its HTTP API with
+ *    its own client (`ControlPlaneClient.put`, one `PUT /v1/kv` per put on keep-alive connections, one
+ *    per concurrent call) against etcd through its client `etcd3` (64 concurrent calls on its one gRPC
+ *    channel, as etcd3 is used). For context: the same puts through a bare undici keep-alive `Pool`
+ *    (`spofless_undici_puts_*`, what any HTTP client pays), and spofless's SQLite store called
+ *    directly (no HTTP). Each sample runs for a fixed time; the candidates take turns (A B C D,
+ *    B C D A, ...) after a discarded warm-up round, and the median of the rounds is reported. Both sides acknowledge a put only once it is on disk
  *    (etcd: fsync of its WAL; spofless: SQLite WAL with synchronous=FULL), on the same filesystem.
  * 2. **Watch fan-out**: 1,000 subscribers on one prefix (spofless: 1,000 SSE connections to
  *    `GET /v1/watch?prefix=`; etcd: 1,000 etcd3 watchers). Subscribers live in a process of their
@@ -49,6 +50,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Etcd3 } from 'etcd3';
 import { Pool } from 'undici';
+import type * as ClientModule from '../src/client/index.js';
 import type * as StoreModule from '../src/store/index.js';
 import { etcdVersion, startEtcd, type EtcdCluster } from '../test/support/etcd.js';
 import { parseArgs, median, table, writeResults, load, importSpofless } from './harness.js';
@@ -267,6 +269,10 @@ async function main(): Promise<void> {
 
 async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: Pool, etcdClient: Etcd3): Promise<void> {
   const { SqliteStore } = await importSpofless<typeof StoreModule>('store/index.js');
+  const { ControlPlaneClient } = await importSpofless<typeof ClientModule>('client/index.js');
+  // spofless through its SDK, as etcd through its client; a bare undici Pool beside it for context.
+  const sdk = new ControlPlaneClient({ url: cp.url });
+  closers.push(() => sdk.close());
   mkdirSync(join(dir, 'direct'));
   const store = await SqliteStore.open({ path: join(dir, 'direct', 'store.db') });
   closers.push(() => store.close());
@@ -281,7 +287,8 @@ async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: P
     // `cpu`: CPU seconds of the process that serves the puts (for the store called directly, this
     // process, client loop included), to report CPU per put beside the rate.
     const cases: Array<{ name: string; cpu: () => number; op: (w: number, i: number) => Promise<void> }> = [
-      { name: `spofless_puts_${c}`, cpu: () => cpuSeconds(cp.pid), op: (w, i) => httpPut(pool, key('http', c, w, i), value) },
+      { name: `spofless_puts_${c}`, cpu: () => cpuSeconds(cp.pid), op: async (w, i) => void (await sdk.put(key('sdk', c, w, i), value)) },
+      { name: `spofless_undici_puts_${c}`, cpu: () => cpuSeconds(cp.pid), op: (w, i) => httpPut(pool, key('http', c, w, i), value) },
       { name: `etcd_puts_${c}`, cpu: () => cpuSeconds(etcdPid), op: async (w, i) => void (await etcdClient.put(key('etcd', c, w, i)).value(value).exec()) },
       { name: `spofless_store_puts_${c}`, cpu: ownCpu, op: async (w, i) => void (await store.put(key('store', c, w, i), value)) },
     ];
@@ -292,7 +299,7 @@ async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: P
       // Rotate who goes first, so no candidate always follows the same one.
       const turn = ((round % cases.length) + cases.length) % cases.length;
       for (const k of [...cases.slice(turn), ...cases.slice(0, turn)]) {
-        const http = k.name.startsWith('spofless_puts');
+        const http = k.name === `spofless_puts_${c}`;
         const stats0 = http ? await cp.storeStats() : undefined;
         const cpu0 = k.cpu();
         const r = await throughput(c, settings.putSampleMs, k.op);
@@ -314,7 +321,7 @@ async function benchPuts(dir: string, cp: ControlPlane, etcdPid: number, pool: P
     metrics[`store_puts_${c}_ratio_vs_etcd`] = round3(metrics[`spofless_store_puts_${c}`]! / metrics[`etcd_puts_${c}`]!);
     console.log(`durable puts/s, ${c} concurrent client${c > 1 ? 's' : ''} (median of ${settings.putReps} × ${settings.putSampleMs / 1000} s, interleaved)`);
     console.log(table(['case', 'median', 'min-max', 'server cpu µs/put'], rows));
-    console.log(`spofless ÷ etcd: ${metrics[`puts_${c}_ratio_vs_etcd`]}  (store direct ÷ etcd: ${metrics[`store_puts_${c}_ratio_vs_etcd`]}; its cpu is this process's, client loop included)`);
+    console.log(`spofless ÷ etcd: ${metrics[`puts_${c}_ratio_vs_etcd`]}  (bare undici client ÷ etcd: ${round3(metrics[`spofless_undici_puts_${c}`]! / metrics[`etcd_puts_${c}`]!)}; store direct ÷ etcd: ${metrics[`store_puts_${c}_ratio_vs_etcd`]}; its cpu is this process's, client loop included)`);
     console.log(`spofless over HTTP: ${metrics[`spofless_puts_${c}_writes_per_commit`]} writes per SQLite commit (group-commit batch)\n`);
   }
 }

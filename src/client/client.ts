@@ -2,6 +2,7 @@
  * The control-plane client: key-value, leases, catalog and watches over the HTTP API, and the SDK's
  * entry points `register()` and `discover()`.
  */
+import { validateHeaderName, validateHeaderValue } from 'node:http';
 import { ClientClosedError, ControlPlaneError, InvalidOptionError } from '../errors/index.js';
 import { Discovery, type DiscoverOptions } from './discovery.js';
 import { Transport, normalizeUrls } from './http.js';
@@ -55,6 +56,24 @@ export interface CallOptions {
 const OWNER = 'ControlPlaneClient';
 const KNOWN = new Set(['url', 'timeout', 'headers']);
 
+/** `headers` as given, checked as node checks a header (a value with a line break would split the request). */
+function checkHeaders(headers: unknown): Record<string, string> | undefined {
+  if (headers === undefined) return undefined;
+  if (typeof headers !== 'object' || headers === null || Array.isArray(headers)) throw new InvalidOptionError(OWNER, 'headers', headers, 'an object of header names to string values');
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(headers as Record<string, unknown>)) {
+    try {
+      if (typeof value !== 'string') throw new Error('not a string');
+      validateHeaderName(name);
+      validateHeaderValue(name, value);
+    } catch {
+      throw new InvalidOptionError(OWNER, 'headers', { [name]: value }, 'header names that are HTTP tokens and string values without control characters');
+    }
+    out[name.toLowerCase()] = value;
+  }
+  return out;
+}
+
 /**
  * @example
  * ```ts
@@ -78,7 +97,7 @@ export class ControlPlaneClient {
     const urls = normalizeUrls(OWNER, options.url ?? process.env.SPOFLESS_URL ?? DEFAULT_URL);
     const timeout = options.timeout ?? 10_000;
     if (typeof timeout !== 'number' || !(timeout > 0) || !Number.isFinite(timeout)) throw new InvalidOptionError(OWNER, 'timeout', timeout, 'a number of ms > 0');
-    this.#t = new Transport({ urls, timeout, headers: { accept: 'application/json', ...options.headers } });
+    this.#t = new Transport({ urls, timeout, headers: { accept: 'application/json', ...checkHeaders(options.headers) } });
     this.#keepAlives = new KeepAliveStream(this.#t);
   }
 

@@ -24,7 +24,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { ErrorCode } from '../errors/index.js';
-import type { H1Handler } from './h1.js';
+import type { H1Handler } from '../http/h1-client.js';
 import type { CircuitBreaker } from '../resilience/index.js';
 import { FAILED, RETRY_CONNECT, RETRY_RESET, RETRY_TIMEOUT, SUCCEEDED, readKey, type CompiledRoute } from './table.js';
 import { hash32, type ServicePool, type Upstream } from './upstreams.js';

@@ -24,7 +24,7 @@
  * which here would mean an array per request.
  */
 import { Pool } from 'undici';
-import { H1Pool } from './h1.js';
+import { H1Pool } from '../http/h1-client.js';
 import type { Instance } from '../catalog/types.js';
 import { CircuitBreaker, type NormalizedBreakerOptions } from '../resilience/index.js';
 

@@ -1,7 +1,8 @@
 /**
- * A hand-written HTTP/1.1 client for the proxy's common case: a plain `http:` upstream and a request
- * without a body (GET, HEAD, DELETE … with no content). Everything else (request bodies, WebSocket
- * upgrades, `https:` upstreams) still goes through undici's `Pool`.
+ * A hand-written HTTP/1.1 client for plain `http:` and requests whose body, if any, is in memory. Two
+ * users: the gateway's proxy for its common case (a request without a body; streamed request bodies,
+ * WebSocket upgrades and `https:` upstreams still go through undici's `Pool`), and the SDK's
+ * `Transport` for its unary JSON calls to the control plane (`src/client/http.ts`).
  *
  * Why by hand (measured, see the commit message for the figures): with undici's `Pool.dispatch` the
  * gateway spent ~1 000–1 100 ms of CPU per 10 000 proxied requests against HAProxy's ~330, and undici's
@@ -52,6 +53,8 @@ export interface H1Request {
   readonly headers: readonly string[];
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
+  /** The whole request body, sent with the head in one write; its `content-length` is added here. */
+  readonly body?: Buffer;
 }
 
 export interface H1PoolOptions {
@@ -181,6 +184,7 @@ class H1Conn {
     if (this.#handler !== handler) return; // aborted in onConnect
     if (this.#state === 'idle') {
       this.#state = 'busy';
+      this.#socket.ref();
       this.#send();
     }
   }
@@ -210,6 +214,19 @@ class H1Conn {
       head += `${name}: ${h[i + 1]!}\r\n`;
     }
     if (!hasHost) head += `host: ${this.#pool.hostHeader}\r\n`;
+    const body = req.body;
+    if (body !== undefined) {
+      head += `content-length: ${body.length}\r\n\r\n`;
+      this.#arm(req.headersTimeout, 'UND_ERR_HEADERS_TIMEOUT');
+      // One write (one syscall) for head and body: a small JSON body in a segment of its own would
+      // cost a second send and, with delayed ACKs on the other side, a round trip.
+      const headLength = Buffer.byteLength(head, 'latin1');
+      const out = Buffer.allocUnsafe(headLength + body.length);
+      out.write(head, 0, headLength, 'latin1');
+      body.copy(out, headLength);
+      this.#socket.write(out);
+      return;
+    }
     // As undici does: a bodiless POST/PUT/PATCH says so (some servers answer 411 otherwise).
     if (!hasLength && (req.method === 'POST' || req.method === 'PUT' || req.method === 'PATCH')) head += 'content-length: 0\r\n';
     this.#arm(req.headersTimeout, 'UND_ERR_HEADERS_TIMEOUT');
@@ -476,6 +493,9 @@ class H1Conn {
   #release(): void {
     if (this.#state === 'closed') return;
     this.#state = 'idle';
+    // An idle keep-alive socket does not keep the process alive (as undici's): an SDK user that
+    // never closes its client still exits.
+    this.#socket.unref();
     const pool = this.#pool;
     let idleMs = pool.idleTimeoutMs;
     if (this.#keepAliveMs > 0) idleMs = Math.min(idleMs, Math.max(this.#keepAliveMs - 1000, 500));
@@ -578,6 +598,11 @@ class H1Conn {
   }
 }
 
+function hasHeader(headers: readonly string[], lowerName: string): boolean {
+  for (let i = 0; i < headers.length; i += 2) if (headers[i]!.length === lowerName.length && headers[i]!.toLowerCase() === lowerName) return true;
+  return false;
+}
+
 interface Waiting {
   readonly req: H1Request;
   readonly handler: H1Handler;
@@ -614,6 +639,10 @@ export class H1Pool {
   dispatch(req: H1Request, handler: H1Handler): void {
     if (this.#closing) {
       handler.onError(new H1Error('the upstream pool is closed', 'UND_ERR_CLOSED'));
+      return;
+    }
+    if (req.body !== undefined && hasHeader(req.headers, 'content-length')) {
+      handler.onError(new H1Error('a request with a body gets its content-length from the client; remove it from the headers', 'UND_ERR_INVALID_ARG'));
       return;
     }
     const conn = this.#idle.pop();

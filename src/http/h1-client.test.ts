@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import { test, type TestContext } from 'node:test';
-import { H1Pool, type H1Handler, type H1Request } from './h1.js';
+import { H1Pool, type H1Handler, type H1Request } from './h1-client.js';
 
 interface Answer {
   status: number;
@@ -307,4 +307,53 @@ test('one deadline per connection: a short headers timeout on a reused socket fi
   await new Promise((r) => setTimeout(r, 650));
   await exchange(p);
   assert.equal(s.connections(), before + 1);
+});
+
+test('a request body goes out with its head in one write, with its content-length; a second content-length is refused', async (t) => {
+  let received = '';
+  const server: Server = createServer((socket) => {
+    // What the client wrote, read until the body is complete, then one answer.
+    socket.on('data', (d) => {
+      received += d.toString('latin1');
+      const end = received.indexOf('\r\n\r\n');
+      const length = Number(/content-length: (\d+)/.exec(received)?.[1] ?? -1);
+      if (end >= 0 && received.length - end - 4 === length) socket.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    socket.on('error', () => undefined);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const p = pool(t, (server.address() as { port: number }).port);
+  const body = Buffer.from('{"key":"/k","value":"grüße ✓"}', 'utf8');
+  const a = await exchange(p, { ...REQ, method: 'PUT', headers: ['content-type', 'application/json'], body });
+  assert.equal(a.body, 'ok');
+  const [head, sent] = received.split('\r\n\r\n');
+  assert.equal(head, `PUT /x HTTP/1.1\r\ncontent-type: application/json\r\nhost: 127.0.0.1:${(server.address() as { port: number }).port}\r\ncontent-length: ${body.length}`);
+  assert.equal(Buffer.from(sent!, 'latin1').toString('utf8'), '{"key":"/k","value":"grüße ✓"}', 'the body bytes as given (UTF-8 kept)');
+  await assert.rejects(exchange(p, { ...REQ, method: 'PUT', headers: ['Content-Length', '3'], body: Buffer.from('abc') }), (e: Error & { code?: string }) => e.code === 'UND_ERR_INVALID_ARG' && /content-length/.test(e.message));
+});
+
+test('an idle keep-alive socket does not keep the process alive; a busy one does', async (t) => {
+  const s = await rawServer(t, (_h, sock) => setTimeout(() => sock.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok'), 300));
+  // A child process that makes one call and never closes its pool: it must exit once the answer is in
+  // (the socket is then idle), and not before (the socket is busy while the server waits 300 ms).
+  const { execFile } = await import('node:child_process');
+  const script = `
+    const { H1Pool } = await import(${JSON.stringify(new URL('./h1-client.ts', import.meta.url).href)});
+    const p = new H1Pool({ host: '127.0.0.1', port: ${s.port}, connections: 1, idleTimeoutMs: 60000, connectTimeoutMs: 1000 });
+    const t0 = Date.now();
+    p.dispatch({ method: 'GET', path: '/', headers: [], headersTimeout: 5000, bodyTimeout: 5000 }, {
+      onConnect() {}, onHeaders(status) { console.log('status', status); return true; }, onData() { return true; },
+      onComplete() { console.log('complete after', Date.now() - t0 >= 250 ? 'the wait' : 'too soon'); }, onError(e) { console.log('error', e.message); },
+    });`;
+  const started = Date.now();
+  // Asynchronously: the server answering lives in this process.
+  const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, [...process.execArgv, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 }, (err, stdout, stderr) =>
+      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : null, stdout, stderr }),
+    );
+  });
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'status 200\ncomplete after the wait\n');
+  assert.ok(Date.now() - started < 15_000, 'exited without waiting for the 60 s idle timeout');
 });
