@@ -177,3 +177,28 @@ test('while the stream is down the last state keeps serving and staleness grows;
   assert.equal(sdk.staleness, 0);
   assert.deepEqual(states.slice(0, 3), ['live', 'stale', 'live']);
 });
+
+test('a resume point that was compacted away: the SDK lists again, serves the changes made meanwhile and reports them', async (t) => {
+  const { FakeControlPlane } = await import('./helpers/fake-control-plane.js');
+  const { flagKey } = await import('../src/flags/keys.js');
+  const cp = await new FakeControlPlane().start();
+  t.after(() => cp.stop());
+  cp.put(flagKey('prod', 'a'), JSON.stringify({ ...FLAG, key: 'a' }));
+  cp.put(flagKey('prod', 'b'), JSON.stringify({ ...FLAG, key: 'b' }));
+  const changes: string[][] = [];
+  const sdk = new FlagClient({ url: cp.url, environment: 'prod', backoff: FAST, onChange: (c) => changes.push([...c.flags]) });
+  t.after(() => sdk.close());
+  await sdk.ready();
+  await until('live', () => sdk.connected);
+  assert.equal(sdk.boolean('a', true), false);
+  await cp.stop();
+  // While it was away: a flag switched on, another deleted, then the history compacted.
+  cp.put(flagKey('prod', 'a'), JSON.stringify({ ...FLAG, key: 'a', defaultVariant: 'on' }));
+  cp.delete([flagKey('prod', 'b')]);
+  cp.compact(cp.revision);
+  await cp.start();
+  await until('the list after compaction', () => sdk.boolean('a', false) && sdk.connected, 8_000);
+  assert.equal(sdk.boolean('b', true), true, 'b is gone: the caller default');
+  assert.equal(sdk.state, 'live');
+  assert.deepEqual(changes.at(-1)?.sort(), ['a', 'b']);
+});

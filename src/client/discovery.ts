@@ -47,7 +47,8 @@ import { Listeners, type Disposable } from './listeners.js';
 import { connectionFailureCode, type Transport } from './http.js';
 import { rangeAll, type RangePage } from './range-all.js';
 import { instancesPrefix, type Instance, type KeyValue, type RangeResult, type WatchEvent } from './types.js';
-import { Watch, sleep } from './watch.js';
+import { listUntilDone, watchAndRelist, type ListWatch } from './list-watch.js';
+import { Watch } from './watch.js';
 
 /** How long after a change the list is written to the cache file (changes meanwhile share the write). */
 const SAVE_DELAY_MS = 1_000;
@@ -342,74 +343,47 @@ export class Discovery {
   }
 
   async #run(fromCache = false): Promise<void> {
-    const life = this.#life.signal;
-    let attempt = 0;
-    // Started from the cache file: list first (its revision may belong to a store replaced since).
-    if (fromCache && !(await this.#relist(0))) return;
-    while (!life.aborted) {
-      const watch = new Watch(this.#transport, instancesPrefix(this.service), {
-        startRevision: this.#revision + 1,
-        backoff: this.#backoff,
-        ...(this.#heartbeat !== undefined ? { heartbeatTimeout: this.#heartbeat } : {}),
-      });
-      this.#watch = watch;
-      if (life.aborted) watch.close();
-      let compacted = false;
-      try {
-        for await (const msg of watch) {
-          switch (msg.type) {
-            case 'connected':
-              this.#connected = true;
-              this.#lastContact = Date.now();
-              break;
-            case 'events':
-              this.#lastContact = Date.now();
-              this.#apply(msg.events, msg.revision);
-              break;
-            case 'disconnected':
-              if (this.#connected) {
-                this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
-                // The moment contact was lost is what a restart from the cache file should report.
-                this.#scheduleSave();
-              }
-              this.#connected = false;
-              break;
-            case 'compacted':
-              compacted = true;
-              break;
-          }
-        }
-      } catch {
-        // A 4xx on the watch: nothing to resume; wait and list again.
-        compacted = true;
-      }
-      if (this.#connected) this.#lastContact = Date.now();
-      this.#connected = false;
-      if (life.aborted) return;
-      if (!compacted) return;
-      // Re-list: the watch's history is gone; the list at a new revision replaces ours.
-      if (!(await this.#relist(attempt))) return;
-      attempt = 0;
-    }
-  }
-
-  /** Lists until it succeeds (backoff between tries); false when closed first. */
-  async #relist(attempt: number): Promise<boolean> {
-    const life = this.#life.signal;
-    for (;;) {
-      try {
-        const list = await this.#list(life);
+    const lw: ListWatch<{ instances: Instance[]; revision: number }> = {
+      life: this.#life.signal,
+      backoff: this.#backoff,
+      list: (signal) => this.#list(signal),
+      onList: (list) => {
         this.#replace(list.instances, list.revision, true);
         this.#source = 'control-plane';
         this.#lastContact = Date.now();
         this.#scheduleSave();
-        return true;
-      } catch {
-        if (life.aborted) return false;
-        await sleep(this.#backoff.delay(attempt++, 0), life);
-        if (life.aborted) return false;
-      }
-    }
+      },
+      heartbeatTimeout: this.#heartbeat,
+      revision: () => this.#revision,
+      openWatch: (options) => (this.#watch = new Watch(this.#transport, instancesPrefix(this.service), options)),
+      onMessage: (msg, watch) => {
+        switch (msg.type) {
+          case 'connected':
+            this.#connected = true;
+            this.#lastContact = Date.now();
+            break;
+          case 'events':
+            this.#lastContact = Date.now();
+            this.#apply(msg.events, msg.revision);
+            break;
+          case 'disconnected':
+            if (this.#connected) {
+              this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
+              // The moment contact was lost is what a restart from the cache file should report.
+              this.#scheduleSave();
+            }
+            this.#connected = false;
+            break;
+        }
+      },
+      onWatchEnd: () => {
+        if (this.#connected) this.#lastContact = Date.now();
+        this.#connected = false;
+      },
+    };
+    // Started from the cache file: list first (its revision may belong to a store replaced since).
+    if (fromCache && !(await listUntilDone(lw))) return;
+    await watchAndRelist(lw);
   }
 
   // ---- the cache file --------------------------------------------------------------------------

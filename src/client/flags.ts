@@ -34,7 +34,8 @@ import { ControlPlaneClient } from './client.js';
 import { DebouncedWrite, saveCacheFile } from './cache-file.js';
 import { Listeners, type Disposable } from './listeners.js';
 import type { KeyValue } from './types.js';
-import { Watch, sleep } from './watch.js';
+import { listUntilDone, watchAndRelist, type ListWatch } from './list-watch.js';
+import type { Watch } from './watch.js';
 
 /** Where the flags being served came from. */
 export type FlagSource = 'none' | 'control-plane' | 'cache-file' | 'bootstrap';
@@ -289,76 +290,50 @@ export class FlagClient {
   }
 
   async #run(): Promise<void> {
-    const life = this.#life.signal;
-    let attempt = 0;
-    let triedStatic = false;
-    // The first list: until the control plane answers, serve a saved or bootstrap state if there is one.
-    while (!life.aborted) {
-      try {
-        const list = await this.#list(life);
-        this.#replace(list.kvs, list.revision, 'control-plane');
-        break;
-      } catch {
-        if (life.aborted) return;
-        if (!triedStatic) {
-          triedStatic = true;
+    let first = true;
+    const lw: ListWatch<{ kvs: KeyValue[]; revision: number }> = {
+      life: this.#life.signal,
+      backoff: this.#backoff,
+      list: (signal) => this.#list(signal),
+      onList: (list) => this.#replace(list.kvs, list.revision, 'control-plane'),
+      // The first list: until the control plane answers, serve a saved or bootstrap state if there is one.
+      onListError: () => {
+        if (first) {
+          first = false;
           this.#loadStatic();
         }
-        await sleep(this.#backoff.delay(attempt++, 0), life);
-      }
-    }
-    while (!life.aborted) {
-      const watch = this.#client.watch(this.#prefix, {
-        startRevision: this.#revision + 1,
-        backoff: this.#backoff,
-        ...(this.#heartbeat !== undefined ? { heartbeatTimeout: this.#heartbeat } : {}),
-      });
-      this.#watch = watch;
-      if (life.aborted) watch.close();
-      let relist = false;
-      try {
-        for await (const msg of watch) {
-          switch (msg.type) {
-            case 'connected':
-              if (this.#state !== 'closed') this.#setState('live');
-              this.#lastContact = Date.now();
-              break;
-            case 'events':
-              this.#lastContact = Date.now();
-              this.#apply(msg.events.map((e) => ({ key: e.kv.key, value: e.type === 'delete' ? undefined : e.kv.value })), msg.revision);
-              break;
-            case 'disconnected':
-              if (this.#state === 'live') {
-                this.#setState('stale');
-                this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
-              }
-              break;
-            case 'compacted':
-              relist = true;
-              break;
-          }
+      },
+      heartbeatTimeout: this.#heartbeat,
+      revision: () => this.#revision,
+      openWatch: (options) => (this.#watch = this.#client.watch(this.#prefix, options)),
+      onMessage: (msg, watch) => {
+        switch (msg.type) {
+          case 'connected':
+            if (this.#state !== 'closed') this.#setState('live');
+            this.#lastContact = Date.now();
+            break;
+          case 'events':
+            this.#lastContact = Date.now();
+            this.#apply(msg.events.map((e) => ({ key: e.kv.key, value: e.type === 'delete' ? undefined : e.kv.value })), msg.revision);
+            break;
+          case 'disconnected':
+            if (this.#state === 'live') {
+              this.#setState('stale');
+              this.#lastContact = Math.max(this.#lastContact, watch.lastContact);
+            }
+            break;
         }
-      } catch {
-        // A 4xx on the watch: nothing to resume; list again.
-        relist = true;
-      }
-      if (life.aborted) return;
-      if (this.#state === 'live') {
-        this.#setState('stale');
-        this.#lastContact = Date.now();
-      }
-      if (!relist) return;
-      for (attempt = 0; !life.aborted; ) {
-        try {
-          const list = await this.#list(life);
-          this.#replace(list.kvs, list.revision, 'control-plane');
-          break;
-        } catch {
-          if (life.aborted) return;
-          await sleep(this.#backoff.delay(attempt++, 0), life);
+      },
+      onWatchEnd: () => {
+        if (this.#state === 'live') {
+          this.#setState('stale');
+          this.#lastContact = Date.now();
         }
-      }
-    }
+      },
+    };
+    if (!(await listUntilDone(lw))) return;
+    first = false;
+    await watchAndRelist(lw);
   }
 
   /** Every key of the environment, one consistent list (`rangeAll`). */

@@ -254,20 +254,27 @@ export class Transport {
     let lastError: unknown;
     for (let tries = 0; tries < this.urls.length; tries++) {
       const base = this.url;
-      const ac = new AbortController();
-      const onAbort = (): void => ac.abort(signal?.reason);
+      const origin = plain ? this.#pool(base) : undefined;
+      // fetch is cancelled through an AbortSignal; the hand-written client through `cancel` (an
+      // AbortController and its listeners per call: client CPU per put 185–219 µs with, 145–164 without).
+      const ac = origin === undefined ? new AbortController() : undefined;
+      const cancel: Cancel = { reason: undefined, hook: undefined };
+      const stop = (reason: unknown): void => {
+        if (ac !== undefined) ac.abort(reason);
+        else cancelExchange(cancel, reason);
+      };
+      const onAbort = (): void => stop(signal?.reason);
       signal?.addEventListener('abort', onAbort, { once: true });
       const deadline = { hit: false };
       const timer = setTimeout(() => {
         deadline.hit = true;
-        ac.abort(new TimeoutError(`${method} ${path}: no answer from ${base} within ${timeout} ms`));
+        stop(new TimeoutError(`${method} ${path}: no answer from ${base} within ${timeout} ms`));
       }, timeout);
       timer.unref();
       let keepListener = false;
       try {
-        const origin = plain ? this.#pool(base) : undefined;
-        if (origin !== undefined) return (await exchange(origin, method, origin.prefix + path + qs, headers, body, timeout, ac.signal)) as T;
-        const res = await fetch(base + path + qs, { ...init, signal: ac.signal });
+        if (origin !== undefined) return (await exchange(origin, method, origin.prefix + path + qs, headers, body, timeout, cancel)) as T;
+        const res = await fetch(base + path + qs, { ...init, signal: ac!.signal });
         if (streaming) {
           clearTimeout(timer);
           // The stream's reader owns cancellation from here on: the caller's signal aborts the fetch.
@@ -323,10 +330,24 @@ interface Origin {
 /** A request target the hand-written client sends as it is: visible ASCII, nothing to escape. */
 const SAFE_TARGET = /^\/[\x21-\x7e]*$/;
 
+/** How a caller cancels an exchange: `hook` once the exchange runs, `reason` if it comes first. */
+interface Cancel {
+  reason: Error | undefined;
+  hook: ((err: Error) => void) | undefined;
+}
+
+function cancelExchange(cancel: Cancel, reason: unknown): void {
+  if (cancel.reason !== undefined) return;
+  const err = reason instanceof Error ? reason : new AbortedError('the call was aborted', { cause: reason });
+  cancel.reason = err;
+  cancel.hook?.(err);
+}
+
 /**
  * One unary exchange on `origin`'s pool: resolves the status and the body as text (UTF-8), as
  * `fetch` + `res.text()` does. Failures carry the codes `connectionFailureCode` knows (node's socket
- * errors, `UND_ERR_SOCKET`, `UND_ERR_CONNECT_TIMEOUT`); `signal` cancels the exchange.
+ * errors, `UND_ERR_SOCKET`, `UND_ERR_CONNECT_TIMEOUT`); `cancel` ends it with its reason, also while
+ * it still waits in the pool's queue for a connection.
  */
 function exchange(
   origin: Origin,
@@ -335,29 +356,19 @@ function exchange(
   headers: Readonly<Record<string, string>>,
   body: string | undefined,
   timeout: number,
-  signal: AbortSignal,
+  cancel: Cancel,
 ): Promise<{ status: number; text: string }> {
   const flat: string[] = ['host', origin.host];
   for (const name in headers) flat.push(name, headers[name]!);
   return new Promise((resolve, reject) => {
     let status = 0;
     const chunks: Buffer[] = [];
-    let abort: ((err?: Error) => void) | undefined;
-    let cancelled: Error | undefined;
-    const onAbort = (): void => {
-      const err = signal.reason instanceof Error ? signal.reason : new AbortedError('the call was aborted');
-      if (abort !== undefined) abort(err);
-      else {
-        // Still queued behind busy connections: the pool cancels it when its turn comes.
-        cancelled = err;
-        reject(err);
-      }
-    };
-    const done = (): void => signal.removeEventListener('abort', onAbort);
+    // Until the pool starts the exchange, a cancel rejects at once; the pool then drops it.
+    cancel.hook = reject;
     const handler: H1Handler = {
-      onConnect(a) {
-        abort = a;
-        if (cancelled !== undefined) a(cancelled);
+      onConnect(abort) {
+        if (cancel.reason !== undefined) abort(cancel.reason);
+        else cancel.hook = abort;
       },
       onHeaders(s) {
         status = s;
@@ -368,15 +379,14 @@ function exchange(
         return true;
       },
       onComplete() {
-        done();
+        cancel.hook = undefined;
         resolve({ status, text: chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks).toString('utf8') });
       },
       onError(err) {
-        done();
+        cancel.hook = undefined;
         reject(err);
       },
     };
-    signal.addEventListener('abort', onAbort, { once: true });
     // The transport's own timer is the deadline; these only back it up.
     origin.pool.dispatch({ method, path: target, headers: flat, headersTimeout: timeout + 1000, bodyTimeout: timeout + 1000, ...(body === undefined ? {} : { body: Buffer.from(body, 'utf8') }) }, handler);
   });

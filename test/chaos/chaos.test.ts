@@ -357,7 +357,7 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP), service re
     const survivor = cps.find((c) => c !== killed)!;
     await phase(
       'SIGKILL the leader control plane',
-      () => killed.proc.kill(),
+      () => killed.proc.stop(),
       async () => (await leaderOf(survivor))?.leader === true,
       async () => {
         const again = await startCp(killed.name, storeUrl, killed.port);
@@ -399,7 +399,7 @@ test('chaos: etcd member, leader control plane (SIGKILL and SIGSTOP), service re
     const liveReplicas = replicas.slice(1);
     await phase(
       'SIGKILL a service replica',
-      () => victim.proc.kill(),
+      () => victim.proc.stop(),
       () => Promise.resolve(!discovery.healthy.some((i) => i.id === victim.id)),
       () => Promise.resolve(),
       () => liveReplicas,

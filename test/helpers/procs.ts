@@ -10,51 +10,93 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
-const CLI = join(ROOT, 'src/cli/main.ts');
-const SAMPLE = join(ROOT, 'test/fixtures/sample-service.ts');
+export const CLI = join(ROOT, 'src/cli/main.ts');
+export const SAMPLE = join(ROOT, 'test/fixtures/sample-service.ts');
 
-const live = new Set<ChildProcess>();
+/** Lines kept per stream; older ones are dropped in batches (a chatty child must not grow without bound). */
+const MAX_LINES = 5_000;
+
+const live = new Set<Child>();
 process.on('exit', () => {
-  for (const c of live) c.kill('SIGKILL');
+  for (const c of live) c.hardKill();
 });
 
-/** A child process with its output collected line by line. */
+export interface ChildOptions {
+  /** Names the child in errors. */
+  readonly name?: string;
+  /**
+   * Run without the test runner's `NODE_TEST_CONTEXT`: a child that sees it (a CLI through
+   * `node --test`) keeps quiet on stderr, so `spofless up`'s JSON log lines need this.
+   */
+  readonly withoutTestContext?: boolean;
+  /** How long `line()` waits by default, ms (15 s). */
+  readonly lineTimeout?: number;
+}
+
+/**
+ * A child process (`node --import tsx <args>`) with its output collected line by line. Every child is
+ * SIGKILLed when this process exits, and by `stopAll()`.
+ */
 export class Child {
+  readonly name: string;
   readonly proc: ChildProcess;
   readonly stdout: string[] = [];
   readonly stderr: string[] = [];
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  readonly #lineTimeout: number;
   #waiters: Array<{ re: RegExp; resolve: (m: RegExpMatchArray) => void }> = [];
 
-  constructor(args: readonly string[], env: Readonly<Record<string, string>> = {}) {
-    this.proc = spawn(process.execPath, ['--import', 'tsx', ...args], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    live.add(this.proc);
+  constructor(args: readonly string[], env: Readonly<Record<string, string>> = {}, options: ChildOptions = {}) {
+    this.name = options.name ?? 'child';
+    this.#lineTimeout = options.lineTimeout ?? 15_000;
+    const base: Record<string, string> = {};
+    for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !(options.withoutTestContext === true && k === 'NODE_TEST_CONTEXT')) base[k] = v;
+    this.proc = spawn(process.execPath, ['--import', 'tsx', ...args], { cwd: ROOT, env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    live.add(this);
     this.exited = new Promise((resolve) => {
       this.proc.once('exit', (code, signal) => {
-        live.delete(this.proc);
+        live.delete(this);
         resolve({ code, signal });
       });
     });
-    this.#lines(this.proc.stdout!, this.stdout);
-    this.#lines(this.proc.stderr!, this.stderr);
+    this.#lines(this.proc.stdout!, (l) => {
+      keep(this.stdout, l);
+      for (const w of [...this.#waiters]) {
+        const m = l.match(w.re);
+        if (m !== null) {
+          this.#waiters = this.#waiters.filter((x) => x !== w);
+          w.resolve(m);
+        }
+      }
+    });
+    this.#lines(this.proc.stderr!, (l) => {
+      keep(this.stderr, l);
+      this.onStderrLine(l);
+    });
   }
 
   get pid(): number {
     return this.proc.pid!;
   }
 
+  get running(): boolean {
+    return this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  /** Each stderr line as it arrives (for subclasses). */
+  protected onStderrLine(_line: string): void {}
+
   /** Resolves the first stdout line matching `re` (already printed or to come). */
-  line(re: RegExp, timeout = 15_000): Promise<RegExpMatchArray> {
+  line(re: RegExp, timeout = this.#lineTimeout): Promise<RegExpMatchArray> {
     for (const l of this.stdout) {
       const m = l.match(re);
       if (m !== null) return Promise.resolve(m);
     }
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no line ${re} within ${timeout} ms; stdout: ${this.stdout.join(' | ')}; stderr: ${this.stderr.join(' | ')}`)), timeout);
+      const timer = setTimeout(
+        () => reject(new Error(`${this.name}: no line ${re} within ${timeout} ms; stdout: ${this.stdout.slice(-20).join(' | ')}; stderr: ${this.stderr.slice(-20).join(' | ')}`)),
+        timeout,
+      );
       const w = {
         re,
         resolve: (m: RegExpMatchArray): void => {
@@ -66,48 +108,61 @@ export class Child {
       void this.exited.then(({ code, signal }) => {
         if (this.#waiters.includes(w)) {
           clearTimeout(timer);
-          reject(new Error(`exited (${code ?? signal}) before printing ${re}; stderr: ${this.stderr.join(' | ')}`));
+          reject(new Error(`${this.name} exited (${code ?? signal}) before printing ${re}; stderr: ${this.stderr.slice(-20).join(' | ')}`));
         }
       });
     });
   }
 
+  /** Sends `signal` if the child still runs. */
   kill(signal: NodeJS.Signals = 'SIGTERM'): void {
-    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill(signal);
+    if (this.running) this.proc.kill(signal);
   }
 
-  #lines(stream: NodeJS.ReadableStream, into: string[]): void {
+  /** SIGKILL, after SIGCONT in case it is stopped (SIGSTOP), so that the kill lands. */
+  hardKill(): void {
+    if (!this.running) return;
+    this.proc.kill('SIGCONT');
+    this.proc.kill('SIGKILL');
+  }
+
+  #lines(stream: NodeJS.ReadableStream, each: (line: string) => void): void {
     let buf = '';
     stream.setEncoding('utf8');
     stream.on('data', (chunk: string) => {
       buf += chunk;
       let i: number;
       while ((i = buf.indexOf('\n')) >= 0) {
-        const l = buf.slice(0, i);
+        each(buf.slice(0, i));
         buf = buf.slice(i + 1);
-        into.push(l);
-        if (into === this.stdout) {
-          for (const w of [...this.#waiters]) {
-            const m = l.match(w.re);
-            if (m !== null) {
-              this.#waiters = this.#waiters.filter((x) => x !== w);
-              w.resolve(m);
-            }
-          }
-        }
       }
     });
     stream.on('end', () => {
-      if (buf !== '') into.push(buf);
+      if (buf !== '') each(buf);
       buf = '';
     });
   }
 }
 
+function keep(lines: string[], line: string): void {
+  lines.push(line);
+  if (lines.length > MAX_LINES) lines.splice(0, MAX_LINES / 5);
+}
+
+/** SIGKILLs every child still running and waits for the exits. */
+export async function stopAll(): Promise<void> {
+  await Promise.all(
+    [...live].map(async (c) => {
+      c.hardKill();
+      await c.exited;
+    }),
+  );
+}
+
 /** Registers the child to be killed (SIGKILL) when the test ends. */
 function owned(t: TestContext, c: Child): Child {
   t.after(async () => {
-    c.kill('SIGKILL');
+    c.hardKill();
     await c.exited;
   });
   return c;
