@@ -20,7 +20,8 @@
  * - keep-alive: an idle socket is closed after `idleTimeoutMs`, or earlier when the upstream's
  *   `Keep-Alive: timeout=N` says so (minus a second), so no reused socket is one the upstream just
  *   closed; `Connection: close`, HTTP/1.0 and read-until-close answers are not reused; an idle socket
- *   that the upstream closes leaves the pool at once;
+ *   that the upstream closes leaves the pool at once, and an idle socket does not keep the process
+ *   alive (`unref`);
  * - at most `connections` sockets per upstream; requests over that wait in a FIFO queue.
  *
  * Connection state (`H1Conn.#state`):
@@ -49,7 +50,7 @@ export interface H1Handler {
 export interface H1Request {
   readonly method: string;
   readonly path: string;
-  /** Flat `[name, value, …]`, already filtered by the proxy. */
+  /** Flat `[name, value, …]`, already checked by the caller (the proxy filters them; the SDK validates its own). */
   readonly headers: readonly string[];
   readonly headersTimeout: number;
   readonly bodyTimeout: number;
