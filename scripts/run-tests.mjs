@@ -6,7 +6,9 @@ import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
 const root = new URL('..', import.meta.url).pathname;
-// `--chaos` runs only the chaos suite (test/chaos/); without it the chaos suite runs with the rest.
+// `--chaos` runs only the chaos suite (test/chaos/), which then also writes bench/results/chaos.json
+// (SPOFLESS_CHAOS_RESULTS=1); without it the chaos suite runs with the rest and writes nothing, so a
+// test run leaves the working tree as it was.
 const chaos = process.argv.includes('--chaos');
 const filters = [...process.argv.slice(2).filter((a) => !a.startsWith('--')), ...(chaos ? ['test/chaos/'] : [])];
 const passThrough = process.argv.slice(2).filter((a) => a.startsWith('--') && a !== '--chaos');
@@ -31,5 +33,6 @@ if (files.length === 0) {
 const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-timeout=120000', ...passThrough, ...files], {
   cwd: root,
   stdio: 'inherit',
+  env: chaos ? { ...process.env, SPOFLESS_CHAOS_RESULTS: '1' } : process.env,
 });
 process.exit(r.status ?? 1);
