@@ -421,10 +421,14 @@ test('backpressure: write() says false when the client does not read, drain foll
 });
 
 test('idle timeout, closeIdleConnections and closeAllConnections', async (t) => {
+  let hanging = false;
   const { port, fast } = await start(t, {
     keepAliveTimeoutMs: 300,
     onFast: (req, res) => {
-      if (req.url === '/hang') return;
+      if (req.url === '/hang') {
+        hanging = true;
+        return;
+      }
       handle(req, res);
     },
   });
@@ -438,7 +442,8 @@ test('idle timeout, closeIdleConnections and closeAllConnections', async (t) => 
   await a.answers(1);
   const busy = new Raw(port);
   busy.send('GET /hang HTTP/1.1\r\nHost: a\r\n\r\n');
-  await until(() => fast.conns.size === 2, 2_000, 'two connections');
+  // The request must be in (not only the connection accepted), or the connection is still idle.
+  await until(() => fast.conns.size === 2 && hanging, 2_000, 'two connections, one with a request in flight');
   fast.closeIdleConnections();
   await until(() => a.closed, 2_000, 'the idle one closed');
   await new Promise((r) => setTimeout(r, 500));
