@@ -46,6 +46,17 @@ async function rawServer(t: TestContext, reply: (head: string, socket: Socket) =
   return { port: (server.address() as { port: number }).port, connections: () => connections, heads };
 }
 
+/** Writes `pieces` one per write, `gapMs` apart (a timer turn at least), so the client's reads see the splits. */
+function writeInTurns(sock: Socket, pieces: readonly string[], gapMs: number): void {
+  let i = 0;
+  const next = (): void => {
+    if (i >= pieces.length || sock.destroyed) return;
+    sock.write(pieces[i++]!);
+    setTimeout(next, gapMs);
+  };
+  next();
+}
+
 function pool(t: TestContext, port: number, over: Partial<{ connections: number; idleTimeoutMs: number; connectTimeoutMs: number }> = {}): H1Pool {
   const p = new H1Pool({ host: '127.0.0.1', port, connections: 8, idleTimeoutMs: 2_000, connectTimeoutMs: 1_000, ...over });
   t.after(() => p.destroy());
@@ -104,13 +115,7 @@ test('chunked answers, split at every byte, with extensions and trailers; the so
     sock.setNoDelay(true);
     const pieces: string[] = [];
     for (let i = 0; i < wire.length; i += split) pieces.push(wire.slice(i, i + split));
-    const next = (): void => {
-      const piece = pieces.shift();
-      if (piece === undefined || sock.destroyed) return;
-      sock.write(piece);
-      setTimeout(next, 0);
-    };
-    next();
+    writeInTurns(sock, pieces, 0);
   });
   const p = pool(t, s.port);
   for (split = 1; split <= 7; split++) {
@@ -254,14 +259,7 @@ test('body chunks handed on stay intact after later reads (the read buffer is sh
   const s = await rawServer(t, (head, sock) => {
     sock.setNoDelay(true);
     const tag = head.includes('/a') ? 'a' : 'b';
-    const pieces = ['HTTP/1.1 200 OK\r\nContent-Le', `ngth: 8\r\n\r\n${tag}1-`, `${tag}2-`, `${tag}3`];
-    const next = (): void => {
-      const piece = pieces.shift();
-      if (piece === undefined || sock.destroyed) return;
-      sock.write(piece);
-      setTimeout(next, 15);
-    };
-    next();
+    writeInTurns(sock, ['HTTP/1.1 200 OK\r\nContent-Le', `ngth: 8\r\n\r\n${tag}1-`, `${tag}2-`, `${tag}3`], 15);
   });
   const p = pool(t, s.port);
   const kept = (path: string): Promise<string> =>
